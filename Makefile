@@ -1,0 +1,46 @@
+# faaspub: two commands for newcomers (make run, make test), a few more for developers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup system lint typecheck unit bench clean
+
+## make run: start the service on embedded defaults and publish the examples.
+run: $(STAMP)
+	$(BIN)/python scripts/run.py
+
+## make test: everything CI checks (lint, types, the whole suite with real components).
+test: setup lint typecheck unit
+
+setup: system $(STAMP)
+	@scripts/install-gitlab-ci-local.sh >/dev/null
+
+system:
+	@scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy publisher webhooks runtime-images/python/faaspub_runtime
+
+# Three workers, one test file each at a time: most tests wait on containers, servers and disks,
+# so three share two cores well; each worker gets its own registry, podman and servers.
+unit: $(STAMP)
+	$(BIN)/pytest -q -n 3 --dist loadfile
+
+## make bench: every benchmark (quick mode unless BENCH_FULL=1); writes bench/results.json and RESULTS.md.
+bench: setup
+	$(BIN)/python bench/run.py $(if $(BENCH_FULL),--full,)
+
+clean:
+	rm -rf .faaspub data .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local

@@ -1,0 +1,161 @@
+"""Build benchmarks: native build+push, cold and warm, against ``buildah bud`` of the equivalent Dockerfile.
+
+For each example (``examples/hello``, ``examples/cxi-metadata``), in a copy committed to a scratch git
+repository:
+
+* native cold: an empty faaspub dependency cache (pip's own HTTP cache is left alone, as on any
+  build host), build and push the function image and its test image;
+* native warm: a code-only change (one line appended to the handler), build and push again;
+* buildah: ``buildah bud --isolation chroot`` of the equivalent Dockerfile (pip runs inside the image),
+  pushed the same way (``faaspub build --builder buildah``).
+
+``run(quick)`` starts its own ``docker-registry`` and a private buildah configuration, and stops
+and removes both at the end. Quick mode measures hello once; the full run takes the median of three.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from publisher.build.buildah import BuildahBuilder
+from publisher.build.native import NativeBuilder
+from publisher.config import BuildSettings, RegistrySettings, Settings
+from publisher.manifest.load import load_function
+from publisher.oci.registry import RegistryClient
+from publisher.podman import write_config
+from publisher.runtime.base import build_base
+from tests.infra.containers import cache_root, start_registry
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org"]
+
+
+def _median(step: Callable[[int], object], reps: int) -> float:
+    times = []
+    for i in range(reps):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _repo(example: str, dest: Path) -> Path:
+    root = dest / example
+    shutil.copytree(EXAMPLES / example, root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    subprocess.run([*GIT, "init", "-q", str(root)], check=True)
+    _commit(root)
+    return root
+
+
+def _commit(root: Path) -> None:
+    subprocess.run([*GIT, "-C", str(root), "add", "-A"], check=True)
+    subprocess.run([*GIT, "-C", str(root), "commit", "-q", "-m", "bench"], check=True)
+
+
+def _touch_code(root: Path, i: int) -> None:
+    handler = root / f"{load_function(root).manifest.module}.py"
+    handler.write_text(handler.read_text() + f"\n# code-only change {i} {time.time_ns()}\n")
+    _commit(root)
+
+
+def _settings(registry_url: str, cache: Path) -> Settings:
+    return Settings(
+        registry=RegistrySettings(url=registry_url, insecure=True), build=BuildSettings(cache_dir=str(cache))
+    )
+
+
+def _bench_example(example: str, registry_url: str, work: Path, reps: int) -> list[dict[str, Any]]:
+    root = _repo(example, work)
+
+    def cold(i: int) -> None:
+        cache = work / f"cache-{example}-{i}"
+        NativeBuilder(_settings(registry_url, cache)).build(load_function(root), f"0.0.{i}", {})
+
+    warm_cache = work / f"cache-{example}-warm"
+    NativeBuilder(_settings(registry_url, warm_cache)).build(load_function(root), "1.0.0", {})
+
+    def warm(i: int) -> None:
+        _touch_code(root, i)
+        NativeBuilder(_settings(registry_url, warm_cache)).build(load_function(root), "1.0.0", {})
+
+    def buildah(i: int) -> None:
+        _touch_code(root, 100 + i)
+        BuildahBuilder(_settings(registry_url, warm_cache)).build(load_function(root), "1.0.0", {})
+
+    native_cold = _median(cold, reps)
+    native_warm = _median(warm, reps)
+    peer = _median(buildah, reps) if shutil.which("buildah") else None
+    command = f"faaspub build examples/{example} --builder native"
+    peer_name = f"buildah bud (equivalent Dockerfile) examples/{example}"
+    return [
+        {
+            "metric": f"build.{example}.native_cold_s",
+            "value": round(native_cold, 3),
+            "unit": "s",
+            "command": command + " (empty dependency cache)",
+            "goal": "not slower than buildah",
+            "peer": peer_name,
+            "peer_value": round(peer, 3) if peer else None,
+            "ratio": round(peer / native_cold, 2) if peer else None,
+        },
+        {
+            "metric": f"build.{example}.native_warm_s",
+            "value": round(native_warm, 3),
+            "unit": "s",
+            "command": command + " (code-only change)",
+            "goal": ">= 10x faster than buildah",
+            "peer": peer_name,
+            "peer_value": round(peer, 3) if peer else None,
+            "ratio": round(peer / native_warm, 2) if peer else None,
+        },
+    ]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    examples = ["hello"] if quick else ["hello", "cxi-metadata"]
+    reps = 1 if quick else 3
+    work = Path(tempfile.mkdtemp(prefix="faaspub-bench-build-"))
+    saved = {
+        k: os.environ.get(k)
+        for k in ("CONTAINERS_STORAGE_CONF", "CONTAINERS_CONF", "CONTAINERS_REGISTRIES_CONF", "TMPDIR")
+    }
+    registry = start_registry(work / "registry")
+    try:
+        os.environ.update(write_config(work / "podman", [registry.host]))
+        build_base("3.11", RegistryClient(registry.url, insecure=True), cache_dir=cache_root())
+        results: list[dict[str, Any]] = []
+        for example in examples:
+            results += _bench_example(example, registry.url, work, reps)
+        return results
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        registry.stop()
+        if shutil.which("buildah"):
+            subprocess.run(
+                ["buildah", "rm", "--all"],
+                capture_output=True,
+                check=False,
+                env={**os.environ, **write_config(work / "podman", [])},
+            )
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run("--quick" in sys.argv), indent=2))

@@ -1,0 +1,84 @@
+"""Run every benchmark (``bench/<area>.py`` exposing ``run(quick) -> list[dict]``) and write the results.
+
+``bench/results.json`` holds one record per metric (metric, value, unit, command, and where a peer ran
+side by side: peer, peer_value, ratio; goal where the issue set one). ``bench/RESULTS.md`` is the same
+as a table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+AREAS = ("runtime", "oci", "build", "backends", "triggers", "archive", "webhooks", "catalogue", "ci", "e2e")
+
+
+def _load(area: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"bench_{area}", HERE / f"{area}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def write_markdown(results: list[dict[str, Any]], path: Path) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+        f"({platform.machine()}, Python {platform.python_version()}); `make bench` writes this file.",
+        "",
+        "| area | metric | value | unit | peer | peer value | ratio | goal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    columns = ("area", "metric", "value", "unit", "peer", "peer_value", "ratio", "goal")
+    lines += ["| " + " | ".join(_fmt(r.get(k)) for k in columns) + " |" for r in results]
+    failed = [r for r in results if r.get("error")]
+    if failed:
+        lines += ["", "Benchmarks that could not run:", ""]
+        lines += [f"- {r['area']}: {r['error']}" for r in failed]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="full sample sizes (slower)")
+    parser.add_argument("areas", nargs="*", default=list(AREAS))
+    args = parser.parse_args(argv)
+    results: list[dict[str, Any]] = []
+    for area in args.areas:
+        if not (HERE / f"{area}.py").is_file():
+            continue
+        started = time.monotonic()
+        print(f"bench: {area} …", flush=True)
+        try:
+            for record in _load(area).run(quick=not args.full):
+                results.append({"area": area, **record})
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            results.append({"area": area, "metric": "error", "error": f"{type(exc).__name__}: {exc}"})
+        print(f"bench: {area} done in {time.monotonic() - started:.1f}s", flush=True)
+    (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    write_markdown(results, HERE / "RESULTS.md")
+    print(f"wrote {HERE / 'results.json'} and {HERE / 'RESULTS.md'}")
+    return 1 if any(r.get("error") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

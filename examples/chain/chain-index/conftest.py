@@ -1,0 +1,1 @@
+# Makes index.py importable from tests/ with plain pytest.

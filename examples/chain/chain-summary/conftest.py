@@ -1,0 +1,1 @@
+# Makes summary.py importable from tests/ with plain pytest.

@@ -1,0 +1,1 @@
+# Makes cxi_metadata.py importable from tests/ with plain pytest.

@@ -1,0 +1,1 @@
+# Makes hello.py importable from tests/ with plain pytest.

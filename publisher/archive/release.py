@@ -1,0 +1,372 @@
+"""The release flow on Zenodo: reserve a DOI at the start, publish after build and tests, else discard.
+
+First release of a function: a new deposition (and with it the concept record). Later releases: a
+new version of the latest published record, with the files Zenodo carries over deleted. Every
+remote step is preceded by a durable note in :class:`~publisher.archive.store.ArchiveStore`, so a
+run that dies anywhere can be resumed: the next run finds its draft (by id, or by listing drafts
+when the process died before the id was stored) and never opens a second concept record or leaves
+a stray draft.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from publisher.archive.checks import archive_problems
+from publisher.archive.store import OPEN_STATES, ArchiveStore, Entry
+from publisher.archive.zenodo import Deposition, ZenodoClient, ZenodoError, md5_of
+from publisher.citation.cff import Citation, load_citation
+from publisher.citation.crosswalk import codemeta, zenodo_metadata
+from publisher.core.parts import Progress
+from publisher.core.types import FunctionSource, Release, Reservation
+from publisher.errors import FaaspubError
+from publisher.manifest.problems import ProblemsError
+
+log = logging.getLogger(__name__)
+
+SANDBOX_PREFIX = "10.5072"
+
+
+def doi_prefix_for(url: str) -> str | None:
+    """Zenodo's sandbox registers 10.5072 DOIs although drafts show a pre-reserved 10.5281 one."""
+    return SANDBOX_PREFIX if "sandbox.zenodo.org" in url else None
+
+
+def marker(namespace: str, function: str, version: str) -> str:
+    """The line in a draft's notes that ties it to one release (how a lost draft is found again)."""
+    return f"faaspub release {namespace}/{function} {version}"
+
+
+class ZenodoArchive:
+    """The :class:`~publisher.core.parts.Archive` on Zenodo's deposit API.
+
+    ``clients`` gives the client of a namespace (each namespace has its own token, so records belong
+    to that organisation). ``progress`` hears every step name before it runs.
+    """
+
+    def __init__(
+        self,
+        clients: Callable[[str], ZenodoClient],
+        store: ArchiveStore,
+        *,
+        communities: Iterable[str] = (),
+        doi_prefix: str | None = None,
+        progress: Progress | None = None,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    ) -> None:
+        self._clients = clients
+        self._store = store
+        self._communities = list(communities)
+        self._doi_prefix = doi_prefix
+        self._progress = progress or (lambda step: None)
+        self._today = today
+
+    # -- Archive interface -----------------------------------------------------------------------
+
+    def reserve(self, fn: FunctionSource, version: str) -> Reservation:
+        citation = self._citation(fn, version)
+        client = self._clients(fn.namespace)
+        draft = self._draft(client, fn, version, citation)
+        if draft.published:
+            return self._reservation(draft)
+        try:
+            self._step("metadata")
+            draft = client.update(draft, self._metadata(fn, version, citation, None))
+        except Exception:
+            self._abandon_after_failure(client, fn, version)
+            raise
+        return self._reservation(draft)
+
+    def publish(self, release: Release, files: Mapping[str, Path]) -> Reservation:
+        fn, version = release.source, release.version
+        citation = self._citation(fn, version)
+        client = self._clients(fn.namespace)
+        draft = self._draft(client, fn, version, citation)
+        if draft.published:
+            return self._reservation(draft)
+        try:
+            with tempfile.TemporaryDirectory(prefix="faaspub-archive-") as tmp:
+                wanted = self._release_files(release, citation, draft, files, Path(tmp))
+                self._step("files")
+                draft = self._sync_files(client, draft, wanted)
+            self._step("metadata")
+            draft = client.update(draft, self._metadata(fn, version, citation, release))
+            self._save(fn, version, state="publishing")
+            self._step("publish")
+            published = client.publish(draft)
+        except Exception:
+            self._abandon_after_failure(client, fn, version)
+            raise
+        self._step("published")
+        return self._record_published(fn, version, published)
+
+    def discard(self, fn: FunctionSource, version: str) -> None:
+        self._abandon(self._clients(fn.namespace), fn, version)
+
+    # -- finding or creating the draft -----------------------------------------------------------
+
+    def _draft(
+        self, client: ZenodoClient, fn: FunctionSource, version: str, citation: Citation
+    ) -> Deposition:
+        """The draft of this release (or its published record): resumed when one exists, else created."""
+        entry = self._store.get(fn.namespace, fn.name, version)
+        if entry and entry.deposition_id is not None:
+            current = client.get(entry.deposition_id)
+            if current is not None and current.published:
+                self._record_published(fn, version, current)
+                return current
+            if current is not None:
+                return current
+            if entry.state != "discarded":
+                log.warning(
+                    "archive draft %s of %s %s is gone; opening a new one",
+                    entry.deposition_id,
+                    fn.name,
+                    version,
+                )
+        elif entry and entry.state in OPEN_STATES:
+            orphan = self._find_orphan(client, fn, version)
+            if orphan is not None:
+                return self._adopt(fn, version, orphan)
+        self._supersede_abandoned(client, fn, version)
+        self._save(fn, version, state="creating", deposition_id=None)
+        self._step("create")
+        concept = self._store.concept(fn.namespace, fn.name)
+        if concept is None:
+            draft = client.create(self._metadata(fn, version, citation, None))
+        else:
+            draft = self._new_version(client, fn, version)
+        self._step("created")
+        return self._adopt(fn, version, draft)
+
+    def _new_version(self, client: ZenodoClient, fn: FunctionSource, version: str) -> Deposition:
+        latest_known = self._store.published(fn.namespace, fn.name)[-1]
+        assert latest_known.deposition_id is not None
+        latest = client.latest_record_id(latest_known.deposition_id)
+        try:
+            return client.new_version(latest)
+        except ZenodoError as exc:
+            # Only one open new-version draft per concept: a lost one of ours is the reason.
+            orphan = self._find_orphan(client, fn, version) if exc.status == 400 else None
+            if orphan is None:
+                raise
+            return orphan
+
+    def _find_orphan(self, client: ZenodoClient, fn: FunctionSource, version: str) -> Deposition | None:
+        """A draft a crashed run created but did not record: in our concept, or carrying our marker."""
+        concept = self._store.concept(fn.namespace, fn.name)
+        tag = marker(fn.namespace, fn.name, version)
+        claimed = {
+            e.deposition_id for e in self._store.open_entries(fn.namespace, fn.name) if e.version != version
+        }
+        for draft in client.drafts():
+            if draft.id in claimed:
+                continue
+            ours = concept is not None and draft.conceptrecid == concept
+            if ours or tag in str(draft.metadata.get("notes", "")).splitlines():
+                log.info("resuming archive draft %s of %s %s", draft.id, fn.name, version)
+                return draft
+        return None
+
+    def _supersede_abandoned(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
+        """Drafts of other versions left by crashed runs would block the new version: remove them."""
+        for entry in self._store.open_entries(fn.namespace, fn.name):
+            if entry.version != version:
+                log.warning("discarding the abandoned archive draft of %s %s", fn.name, entry.version)
+                self._abandon(client, fn, entry.version)
+
+    def _adopt(self, fn: FunctionSource, version: str, draft: Deposition) -> Deposition:
+        reserved = self._reservation(draft)
+        self._save(
+            fn,
+            version,
+            state="draft",
+            deposition_id=draft.id,
+            concept_recid=draft.conceptrecid,
+            doi=reserved.doi,
+            concept_doi=reserved.concept_doi,
+            url=reserved.url,
+        )
+        return draft
+
+    def _abandon(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
+        """Delete the unpublished draft of the release (found by id or marker); published stays."""
+        entry = self._store.get(fn.namespace, fn.name, version)
+        if entry is None or entry.state in ("published", "discarded"):
+            return
+        draft = client.get(entry.deposition_id) if entry.deposition_id is not None else None
+        if draft is None and entry.deposition_id is None:
+            draft = self._find_orphan(client, fn, version)
+        if draft is not None and draft.published:
+            self._record_published(fn, version, draft)
+            return
+        if draft is not None:
+            self._step("discard")
+            client.delete(draft.id)
+        self._save(fn, version, state="discarded")
+
+    def _abandon_after_failure(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
+        """Discard after a failed step without hiding that step's error behind a cleanup error."""
+        try:
+            self._abandon(client, fn, version)
+        except Exception as exc:
+            log.warning("could not discard the archive draft of %s %s: %s", fn.name, version, exc)
+
+    # -- content -----------------------------------------------------------------------------------
+
+    def _citation(self, fn: FunctionSource, version: str) -> Citation:
+        """Load and check CITATION.cff; every problem stops the release before any deposition exists."""
+        self._step("validate")
+        path = fn.root / fn.manifest.citation
+        if not path.is_file():
+            raise FaaspubError(
+                f"{path}: missing; every archived release needs citation metadata",
+                hint="create it with 'faaspub init' or from https://citation-file-format.github.io/",
+            )
+        citation = load_citation(path)
+        problems = archive_problems(citation, fn.manifest, version)
+        if problems:
+            raise ProblemsError(problems)
+        return citation
+
+    def _metadata(
+        self, fn: FunctionSource, version: str, citation: Citation, release: Release | None
+    ) -> dict[str, Any]:
+        related: list[dict[str, str]] = []
+        if fn.source_url and fn.source_url.startswith(("https://", "http://")):
+            tree = f"{fn.source_url.rstrip('/')}/-/tree/v{version}"
+            related.append({"identifier": tree, "relation": "isIdenticalTo", "resource_type": "software"})
+        details = [f"Function {fn.namespace}/{fn.name} version {version}, runtime {fn.manifest.runtime}."]
+        if release is not None:
+            image_url = registry_url(release.image.repository, release.image.digest)
+            if image_url:
+                related.append(
+                    {"identifier": image_url, "relation": "isSourceOf", "resource_type": "software"}
+                )
+            details.append(f"Container image: {release.image.pinned}.")
+            if release.test is not None:
+                summary = ", ".join(f"{k} {v}" for k, v in release.test.summary().items())
+                details.append(f"Tests: {summary}.")
+        if fn.commit:
+            details.append(f"Source commit: {fn.commit}.")
+        previous = [e for e in self._store.published(fn.namespace, fn.name) if e.version != version]
+        if previous and previous[-1].doi:
+            related.append(
+                {"identifier": previous[-1].doi, "relation": "isNewVersionOf", "resource_type": "software"}
+            )
+        return zenodo_metadata(
+            citation,
+            version=version,
+            publication_date=self._today(),
+            details=details if fn.manifest.description is None else [fn.manifest.description, *details],
+            communities=self._communities,
+            related=related,
+            notes=marker(fn.namespace, fn.name, version),
+        )
+
+    def _release_files(
+        self, release: Release, citation: Citation, draft: Deposition, files: Mapping[str, Path], tmp: Path
+    ) -> dict[str, Path]:
+        """release.json, CITATION.cff and codemeta.json, then the caller's files (the source archive)."""
+        fn, version = release.source, release.version
+        reserved = self._reservation(draft)
+        provenance = {**release.provenance(), "doi": reserved.doi, "concept_doi": reserved.concept_doi}
+        (tmp / "release.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+        meta = codemeta(
+            citation,
+            version=version,
+            doi=reserved.doi,
+            date_published=self._today(),
+            runtime=fn.manifest.runtime,
+        )
+        (tmp / "codemeta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        wanted = {
+            "release.json": tmp / "release.json",
+            "codemeta.json": tmp / "codemeta.json",
+            "CITATION.cff": fn.root / fn.manifest.citation,
+        }
+        wanted.update(files)
+        return wanted
+
+    def _sync_files(self, client: ZenodoClient, draft: Deposition, wanted: Mapping[str, Path]) -> Deposition:
+        """Make the draft hold exactly ``wanted``: carried-over and stale files go, missing ones come."""
+        sums = {name: md5_of(path) for name, path in wanted.items()}
+        present = set()
+        for file in draft.files:
+            name = str(file.get("filename") or file.get("key") or "")
+            if sums.get(name) == str(file.get("checksum", "")).removeprefix("md5:"):
+                present.add(name)
+            else:
+                client.delete_file(draft, file)
+        for name, path in wanted.items():
+            if name not in present:
+                client.upload(draft, name, path)
+        refreshed = client.get(draft.id)
+        if refreshed is None:
+            raise ZenodoError(f"Zenodo draft {draft.id} vanished while its files were uploaded")
+        return refreshed
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def _reservation(self, dep: Deposition) -> Reservation:
+        if dep.published and dep.doi:
+            return Reservation(
+                doi=dep.doi,
+                concept_doi=dep.conceptdoi or None,
+                record_id=str(dep.id),
+                url=dep.links.get("html"),
+            )
+        reserved = dep.metadata.get("prereserve_doi")
+        shown = str(reserved.get("doi", "")) if isinstance(reserved, dict) else ""
+        prefix = self._doi_prefix or shown.split("/", 1)[0] or "10.5281"
+        return Reservation(
+            doi=f"{prefix}/zenodo.{dep.prereserved_recid}",
+            concept_doi=f"{prefix}/zenodo.{dep.conceptrecid}" if dep.conceptrecid else None,
+            record_id=str(dep.id),
+            url=dep.links.get("html"),
+        )
+
+    def _record_published(self, fn: FunctionSource, version: str, dep: Deposition) -> Reservation:
+        reservation = self._reservation(dep)
+        entry = self._store.get(fn.namespace, fn.name, version)
+        if entry and entry.doi and entry.doi != reservation.doi:
+            log.warning(
+                "Zenodo registered %s for %s %s, not the reserved %s",
+                reservation.doi,
+                fn.name,
+                version,
+                entry.doi,
+            )
+        self._save(
+            fn,
+            version,
+            state="published",
+            deposition_id=dep.id,
+            concept_recid=dep.conceptrecid,
+            doi=reservation.doi,
+            concept_doi=reservation.concept_doi,
+            url=reservation.url,
+        )
+        return reservation
+
+    def _save(self, fn: FunctionSource, version: str, **values: object) -> Entry:
+        return self._store.save(fn.namespace, fn.name, version, **values)
+
+    def _step(self, name: str) -> None:
+        self._progress(f"archive: {name}")
+
+
+def registry_url(repository: str, digest: str) -> str | None:
+    """``host[:port]/repo`` + digest -> the manifest URL (Zenodo only accepts URL-like identifiers)."""
+    if not digest or repository.startswith("oci:") or "/" not in repository:
+        return None
+    host, path = repository.split("/", 1)
+    if "." not in host and ":" not in host and host != "localhost":
+        return None  # a Docker Hub short name has no registry host to point at
+    return f"https://{host}/v2/{path}/manifests/{digest}"

@@ -1,0 +1,1 @@
+"""The ``faaspub`` command line: thin verbs over the pipeline core."""

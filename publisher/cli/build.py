@@ -1,0 +1,122 @@
+"""``faaspub build`` and ``faaspub test``: a function folder to a tested OCI image."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from publisher.build import get_builder
+from publisher.build.inputs import test_tag
+from publisher.cli.common import config_option, err, json_option, print_json
+from publisher.core.context import Context
+from publisher.core.pipeline import Pipeline, build_labels, development_version
+from publisher.core.types import BuiltImage, FunctionSource, ImageRef, Reservation
+from publisher.manifest.load import git_tag_version
+from publisher.oci.store import open_store, parse_reference
+
+BUILDER_CHOICE = click.Choice(["native", "buildah", "kaniko"])
+
+
+def _load(context: Context, directory: str) -> FunctionSource:
+    return Pipeline(context).load(Path(directory))
+
+
+def _build(
+    context: Context, fn: FunctionSource, builder: str | None, push: bool, version: str | None
+) -> BuiltImage:
+    version = version or git_tag_version(fn.root) or development_version(fn)
+    kind = builder or context.settings.build.builder
+    with err.status(f"building {fn.name} {version} ({kind})") as status:
+        return get_builder(kind, context.settings, push=push).build(
+            fn, version, build_labels(fn, version, Reservation()), lambda m: status.update(m)
+        )
+
+
+def _image_json(image: BuiltImage) -> dict[str, object]:
+    return {
+        "image": image.ref.pinned,
+        "digest": image.ref.digest,
+        "size": image.size,
+        "layers": image.layers,
+        "layers_reused": image.layers_reused,
+        "test_image": image.test_ref.tagged if image.test_ref else None,
+    }
+
+
+@click.command()
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--builder", type=BUILDER_CHOICE, default=None, help="Default: build.builder (native).")
+@click.option("--push/--no-push", default=True, help="Push to the image store (default) or only build.")
+@click.option("--version", "version", default=None, help="X.Y.Z (default: the vX.Y.Z tag at HEAD, else dev).")
+@config_option
+@json_option
+def build(
+    directory: str, builder: str | None, push: bool, version: str | None, config: str | None, as_json: bool
+) -> None:
+    """Build the function image (and its test image) and push them."""
+    context = Context.from_config(config)
+    image = _build(context, _load(context, directory), builder, push, version)
+    if as_json:
+        print_json(_image_json(image))
+        return
+    state = "pushed" if push else "built (not pushed)"
+    err.print(
+        f"{state}: {image.ref.pinned} ({image.size / 1e6:.1f} MB, {image.layers} layers, "
+        f"{image.layers_reused} reused)",
+        markup=False,
+    )
+    if image.test_ref:
+        err.print(f"test image: {image.test_ref.tagged}", markup=False)
+
+
+def _given_image(context: Context, reference: str) -> BuiltImage:
+    """A :class:`BuiltImage` for ``--image``, with its ``-test`` image when the store has one."""
+    ref = parse_reference(reference)
+    store = open_store(context.settings)
+    repository = f"{ref.registry}/{ref.repository}" if ref.registry else store.reference(ref.repository)
+    tag = ref.tag or "latest"
+    digest = ref.digest or store.resolve(ref.repository, tag)
+    test_ref = ImageRef(repository, test_tag(tag)) if test_tag(tag) in store.tags(ref.repository) else None
+    return BuiltImage(ImageRef(repository, tag, digest), 0, "given", test_ref=test_ref)
+
+
+@click.command()
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--image", "image_ref", default=None, help="Test this image instead of building one.")
+@click.option("--builder", type=BUILDER_CHOICE, default=None, help="Builder used when no --image is given.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report here.")
+@click.option("--version", "version", default=None, help="Version to build when no --image is given.")
+@config_option
+@json_option
+def test(
+    directory: str,
+    image_ref: str | None,
+    builder: str | None,
+    junit: str | None,
+    version: str | None,
+    config: str | None,
+    as_json: bool,
+) -> None:
+    """Run the function's tests and the runtime-protocol smoke test inside its image."""
+    context = Context.from_config(config)
+    fn = _load(context, directory)
+    image = _given_image(context, image_ref) if image_ref else _build(context, fn, builder, True, version)
+    with err.status(f"testing {image.ref.tagged}"):
+        report = context.tester.test(fn, image, Path(junit) if junit else None)
+    if as_json:
+        print_json(
+            {"image": image.ref.pinned, **report.summary(), "ok": report.ok, "failures": report.failures}
+        )
+    else:
+        s = report.summary()
+        err.print(
+            f"{s['passed']} passed, {s['failed']} failed, {s['errors']} errors, {s['skipped']} skipped",
+            markup=False,
+        )
+        for failure in report.failures:
+            err.print(f"FAILED {failure}\n", markup=False)
+    if not report.ok:
+        # SystemExit, not ctx.exit: click in non-standalone mode turns Exit into a return value.
+        sys.exit(1)

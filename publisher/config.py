@@ -1,0 +1,238 @@
+"""Configuration: a TOML file, ``FAASPUB_<SECTION>__<KEY>`` environment overrides, embedded defaults.
+
+With no file and no environment, the embedded defaults give a working single-machine setup: SQLite
+under ``./.faaspub/``, a local OCI layout as registry, the local backend, ``./data`` as watched
+storage and no archive. Secrets are read from ``*_file`` keys or from the environment and are kept
+as :class:`pydantic.SecretStr`, so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from publisher.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "faaspub.toml"
+
+
+class Section(BaseModel):
+    """Base of every configuration section: unknown keys are mistakes, not silently ignored."""
+
+    model_config = {"extra": "forbid"}
+
+
+class ServerSettings(Section):
+    listen: str = "127.0.0.1:8080"
+    public_url: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    max_body_bytes: int = 2 * 1024 * 1024
+    catalogue_public: bool = True
+    workers: int = Field(default=2, ge=0, le=64)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///.faaspub/faaspub.db"
+
+
+class GitLabSettings(Section):
+    url: str | None = None
+    token_file: str | None = None
+    token: SecretStr | None = None
+    webhook_secret_file: str | None = None
+    webhook_secret: SecretStr | None = None
+    # Per-group webhook tokens: group path -> file holding the token.
+    webhook_secret_files: dict[str, str] = Field(default_factory=dict)
+    signing_secret_file: str | None = None
+    groups: list[str] = Field(default_factory=list)
+    reconcile_interval_s: float = 300.0
+
+
+class RegistrySettings(Section):
+    url: str | None = None
+    oci_layout: str = ".faaspub/oci"
+    insecure: bool = False
+    credentials_file: str = "~/.docker/config.json"
+    repository_prefix: str = "functions"
+    base_image: str | None = None
+
+
+class OpenWhiskSettings(Section):
+    api_host: str | None = None
+    auth_file: str | None = None
+    auth: SecretStr | None = None
+    namespace: str = "_"
+    insecure: bool = False
+    max_memory_mb: int = 512
+    min_memory_mb: int = 128
+    max_timeout_ms: int = 300_000
+    min_timeout_ms: int = 100
+    max_concurrency: int = 1
+
+
+class LocalBackendSettings(Section):
+    engine: Literal["auto", "docker", "process"] = "auto"
+    docker_host: str | None = None
+    idle_timeout_s: float = 600.0
+    network: Literal["host", "none"] = "host"
+
+
+class BackendSettings(Section):
+    kind: Literal["local", "openwhisk"] = "local"
+    openwhisk: OpenWhiskSettings = Field(default_factory=OpenWhiskSettings)
+    local: LocalBackendSettings = Field(default_factory=LocalBackendSettings)
+
+
+class ArchiveSettings(Section):
+    kind: Literal["none", "zenodo"] = "none"
+    url: str = "https://sandbox.zenodo.org/api"
+    token_file: str | None = None
+    token: SecretStr | None = None
+    # One token per namespace, so records belong to the organisation: namespace -> token file.
+    token_files: dict[str, str] = Field(default_factory=dict)
+    communities: list[str] = Field(default_factory=list)
+    timeout_s: float = 60.0
+
+
+class LocalStorageSettings(Section):
+    root: str = "./data"
+
+
+class DcacheStorageSettings(Section):
+    url: str | None = None
+    token_file: str | None = None
+    token: SecretStr | None = None
+    macaroon_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    channel_timeout_s: int = 300
+    verify_tls: bool = True
+    # WebDAV door the functions read files from (the events' data.url); the frontend cannot serve data.
+    webdav_url: str | None = None
+
+
+class S3StorageSettings(Section):
+    webhook_token_file: str | None = None
+    webhook_token: SecretStr | None = None
+    endpoint: str | None = None
+
+
+class StorageSettings(Section):
+    local: LocalStorageSettings = Field(default_factory=LocalStorageSettings)
+    dcache: DcacheStorageSettings = Field(default_factory=DcacheStorageSettings)
+    s3: S3StorageSettings = Field(default_factory=S3StorageSettings)
+    # Previews and staging are bound under this prefix (e.g. "/pnfs/xfel.eu/staging"); unset: unbound.
+    staging_prefix: str | None = None
+    # namespace -> path prefixes its functions may bind; "*" applies to every namespace.
+    allowed_paths: dict[str, list[str]] = Field(default_factory=lambda: {"*": ["/"]})
+
+
+class BuildSettings(Section):
+    builder: Literal["native", "buildah", "kaniko"] = "native"
+    cache_dir: str = ".faaspub/cache"
+    python_platform: str = "manylinux2014_x86_64"
+
+
+class SecretsSettings(Section):
+    """Where function secrets (names in function.yaml) get their values at run time."""
+
+    dir: str | None = None
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAASPUB_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    namespace: str = "local"
+    state_dir: str = ".faaspub"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    build: BuildSettings = Field(default_factory=BuildSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
+    """Read ``config_file`` (or ``./faaspub.toml`` when present) and apply environment overrides."""
+    data: dict[str, Any] = {}
+    path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
+    if config_file and not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{path if path.is_file() else 'environment'}: [{where}] {first['msg']}",
+            hint="see the configuration reference in README.md; env overrides are FAASPUB_<SECTION>__<KEY>",
+        ) from None
+
+
+def read_secret(value: SecretStr | None, file: str | None, what: str) -> str | None:
+    """The secret from the environment value, else from ``file``; ``None`` when neither is set.
+
+    The error names the setting and the file, never the content.
+    """
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    if not file:
+        return None
+    path = Path(file).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} from {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"{what} file {path} is empty")
+    return text
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The configuration as a dict with every secret shown as ``'**********'``."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, engine/session helpers, Alembic migrations and the durable job queue."""

@@ -1,0 +1,1 @@
+"""GitLab integration: API client, webhook job handlers, release state machine, previews, reconciliation."""

@@ -1,0 +1,1 @@
+"""The function manifest ``function.yaml``: model, loader with line numbers, and checks."""

@@ -1,0 +1,1 @@
+"""OCI images without a daemon: deterministic layers, image documents, registry and layout stores."""

@@ -1,0 +1,1 @@
+"""Runtime base images faaspub builds itself."""

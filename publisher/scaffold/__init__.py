@@ -1,0 +1,1 @@
+"""``faaspub init``: scaffold a function repository from Jinja2 templates."""

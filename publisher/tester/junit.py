@@ -1,0 +1,84 @@
+"""JUnit XML: read pytest's report, write one merged report (GitLab shows it on the pipeline)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case with its outcome; ``message`` and ``detail`` explain a failure."""
+
+    suite: str
+    name: str
+    outcome: Outcome
+    seconds: float = 0.0
+    message: str = ""
+    detail: str = ""
+    classname: str = ""
+
+
+def read_pytest(path: Path, suite: str = "pytest") -> list[Case]:
+    """The cases of a pytest ``--junitxml`` file."""
+    root = ET.parse(path).getroot()
+    cases = []
+    for case in root.iter("testcase"):
+        outcome: Outcome = "passed"
+        message = detail = ""
+        for tag, kind in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            node = case.find(tag)
+            if node is not None:
+                outcome = kind  # type: ignore[assignment]
+                message = node.get("message", "")
+                detail = node.text or ""
+                break
+        cases.append(
+            Case(
+                suite,
+                case.get("name", "?"),
+                outcome,
+                float(case.get("time") or 0),
+                message,
+                detail,
+                case.get("classname", ""),
+            )
+        )
+    return cases
+
+
+def write(cases: list[Case], path: Path) -> None:
+    """Write ``cases`` grouped into one ``<testsuite>`` per suite under ``<testsuites name="faaspub">``."""
+    root = ET.Element("testsuites", name="faaspub")
+    suites: dict[str, list[Case]] = {}
+    for case in cases:
+        suites.setdefault(case.suite, []).append(case)
+    for name, members in suites.items():
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=name,
+            tests=str(len(members)),
+            failures=str(sum(c.outcome == "failed" for c in members)),
+            errors=str(sum(c.outcome == "error" for c in members)),
+            skipped=str(sum(c.outcome == "skipped" for c in members)),
+            time=f"{sum(c.seconds for c in members):.3f}",
+        )
+        for case in members:
+            node = ET.SubElement(
+                suite,
+                "testcase",
+                name=case.name,
+                classname=case.classname or name,
+                time=f"{case.seconds:.3f}",
+            )
+            tag = {"failed": "failure", "error": "error", "skipped": "skipped"}.get(case.outcome)
+            if tag:
+                child = ET.SubElement(node, tag, message=case.message)
+                child.text = case.detail
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

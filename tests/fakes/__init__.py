@@ -1,0 +1,1 @@
+"""Test servers for services that cannot run here (Zenodo, GitLab, OpenWhisk, dCache)."""

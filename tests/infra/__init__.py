@@ -1,0 +1,1 @@
+"""Shared test infrastructure (container fixtures) used as a pytest plugin."""

@@ -1,0 +1,90 @@
+"""Matching events to bindings, and the deploy-time check of allowed paths."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from publisher.config import Settings
+from publisher.core.types import StorageEvent
+from publisher.errors import FaaspubError
+from publisher.manifest.model import HttpTrigger, StorageTrigger, TriggerEntry
+from publisher.triggers.bindings import Binding, check_allowed, match
+
+
+def event(path: str, kind: str = "created", source: str = "local") -> StorageEvent:
+    return StorageEvent(source=source, path=path, kind=kind, time=datetime.now(UTC))  # type: ignore[arg-type]
+
+
+def binding(path: str, **kw: object) -> Binding:
+    defaults: dict[str, object] = {
+        "namespace": "ns",
+        "function": "fn",
+        "version": "1",
+        "digest": "d",
+        "source": "local",
+    }
+    return Binding(path=path, **{**defaults, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("path", "recursive", "glob", "expected"),
+    [
+        ("/data/a.h5", False, "*.h5", True),
+        ("/data/sub/a.h5", False, "*.h5", False),  # direct children only
+        ("/data/sub/a.h5", True, "*.h5", True),
+        ("/database/a.h5", True, "*", False),  # a prefix is a directory, not a string prefix
+        ("/data/a.txt", True, "*.h5", False),
+        ("/data/run[1].h5", False, "run[[]1].h5", True),
+        ("/data/A.H5", False, "*.h5", False),  # globs are case-sensitive
+    ],
+)
+def test_path_prefix_and_glob(path: str, recursive: bool, glob: str, expected: bool) -> None:
+    found = match(event(path), [binding("/data/", recursive=recursive, match=glob)])
+    assert bool(found) is expected
+
+
+def test_kinds_sources_and_one_delivery_per_version() -> None:
+    bindings = [
+        binding("/data", events=("created",)),
+        binding("/data", recursive=True, match="*.h5"),  # same version again: still one delivery
+        binding("/data", function="other", events=("deleted",)),
+        binding("bucket/raw", source="s3", function="s3fn"),
+    ]
+    assert [b.function for b in match(event("/data/x.h5"), bindings)] == ["fn"]
+    assert [b.function for b in match(event("/data/x.h5", "deleted"), bindings)] == ["other"]
+    assert [b.function for b in match(event("bucket/raw/x", source="s3"), bindings)] == ["s3fn"]
+    assert match(event("/data/x.h5", source="dcache"), bindings) == []
+
+
+@given(st.lists(st.text(alphabet="abc.", min_size=1, max_size=4), min_size=1, max_size=4))
+def test_recursive_binding_at_root_matches_every_path(parts: list[str]) -> None:
+    path = "/" + "/".join(parts)
+    assert match(event(path), [binding("/", recursive=True)])
+
+
+def settings(allowed: dict[str, list[str]]) -> Settings:
+    return Settings.model_validate({"storage": {"allowed_paths": allowed}})
+
+
+def test_check_allowed_names_the_path_and_the_prefixes() -> None:
+    allowed = settings({"xfel": ["/pnfs/xfel.eu/exfel"], "*": ["/scratch"]})
+    inside = StorageTrigger(source="dcache", path="/pnfs/xfel.eu/exfel/raw/SPB")
+    check_allowed("xfel", [inside, TriggerEntry(http=HttpTrigger(public=True))], allowed)
+    check_allowed("other", [StorageTrigger(source="local", path="/scratch/x")], allowed)
+    with pytest.raises(FaaspubError) as caught:
+        check_allowed("other", [TriggerEntry(storage=inside)], allowed)
+    assert "/pnfs/xfel.eu/exfel/raw/SPB" in caught.value.message
+    assert "/scratch" in caught.value.message
+    with pytest.raises(FaaspubError, match=re.escape("/pnfs/xfel.eu/exfelx")):
+        check_allowed("xfel", [StorageTrigger(source="dcache", path="/pnfs/xfel.eu/exfelx")], allowed)
+
+
+def test_default_allows_everything_including_s3_buckets() -> None:
+    check_allowed("any", [StorageTrigger(source="s3", path="bucket/raw")], Settings())
+    with pytest.raises(FaaspubError, match="bucket/raw"):
+        check_allowed("any", [StorageTrigger(source="s3", path="bucket/raw")], settings({"*": ["/other"]}))

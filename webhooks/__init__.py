@@ -1,0 +1,1 @@
+"""The ASGI service behind ``faaspub serve``: webhook intake, REST API, catalogue pages, metrics."""

@@ -1,0 +1,49 @@
+"""``POST /hooks/gitlab``: GitLab project, group and system webhooks (see :mod:`publisher.gitlab.intake`)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from publisher.core.context import Context
+from publisher.gitlab.intake import Intake
+
+router = APIRouter(tags=["webhooks"])
+
+
+def _intake(request: Request) -> Intake:
+    state = request.app.state
+    intake: Intake | None = getattr(state, "gitlab_intake", None)
+    if intake is None:
+        context: Context = state.context
+        intake = state.gitlab_intake = Intake(context.settings, context.sessions)
+    return intake
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds ``limit`` bytes (never buffers more than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/hooks/gitlab", summary="GitLab project, group and system webhooks")
+async def gitlab_hook(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    intake = _intake(request)
+    body = await _read_bounded(request, intake.max_body)
+    if body is None:
+        answer = await intake.too_large(request.headers, started)
+    else:
+        answer = await intake.handle(request.headers, body, started)
+    return JSONResponse(answer.json(), status_code=answer.status)

@@ -1,0 +1,148 @@
+"""Catalogue web pages: function list and search, a function's page, an activation's logs, deliveries.
+
+Server-rendered HTML (Jinja2) from the same queries as the API; the only script is a small file for
+the cite tabs and the invoke form, and the pages work without it. Nothing is loaded from another host.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+from publisher.catalogue import queries
+from publisher.catalogue.chart import activity_svg
+from publisher.catalogue.cursor import CursorError
+from publisher.errors import FaaspubError
+
+HERE = FsPath(__file__).parent
+CHART_HOURS = 24
+RECENT = 20
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+router.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return queries.aware(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[union-attr]
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["duration"] = _duration
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def _error(request: Request, status: int, message: str, hint: str | None = None) -> HTMLResponse:
+    return _render(request, "error.html", status, title=f"{status}", message=message, hint=hint)
+
+
+def _private(request: Request) -> HTMLResponse | None:
+    """Pages cannot send bearer tokens, so a private catalogue has no pages (the API still answers)."""
+    if request.app.state.context.settings.server.catalogue_public:
+        return None
+    return _error(
+        request,
+        401,
+        "this catalogue is private",
+        "use the API (/api/v1) with a token that has the read scope",
+    )
+
+
+Text = Annotated[str | None, Query(max_length=200)]
+CursorQ = Annotated[str | None, Query(max_length=512)]
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, q: Text = None, keyword: Text = None, cursor: CursorQ = None) -> HTMLResponse:
+    """The function list with its search box."""
+    if (denied := _private(request)) is not None:
+        return denied
+    try:
+        with request.app.state.context.sessions() as session:
+            listing = queries.list_functions(session, q=q, keyword=keyword, cursor=cursor)
+    except CursorError as exc:
+        return _error(request, 422, exc.message, exc.hint)
+    return _render(
+        request, "index.html", title="Functions", q=q or "", keyword=keyword or "", listing=listing
+    )
+
+
+@router.get("/functions/{namespace}/{name}", response_class=HTMLResponse)
+def function_page(request: Request, namespace: str, name: str) -> HTMLResponse:
+    """A function: versions, citation, triggers, activity, recent activations and the invoke form."""
+    if (denied := _private(request)) is not None:
+        return denied
+    with request.app.state.context.sessions() as session:
+        try:
+            fn = queries.find_function(session, name, namespace)
+        except FaaspubError as exc:
+            return _error(request, 404, exc.message, exc.hint)
+        detail = queries.function_detail(fn)
+        versions = [queries.version_item(fn, v) for v in queries.sorted_versions(fn)]
+        recent = queries.list_activations(session, namespace=namespace, function=name, limit=RECENT)
+        buckets = queries.activity(session, namespace, name, now=datetime.now(UTC), hours=CHART_HOURS)
+    return _render(
+        request,
+        "function.html",
+        title=f"{name} · {namespace}",
+        fn=detail,
+        versions=versions,
+        activations=recent.items,
+        # The SVG is built from numbers and escaped text only.
+        chart=Markup(activity_svg(buckets, CHART_HOURS)),
+        chart_total=sum(b.total for b in buckets),
+        chart_failed=sum(b.failed for b in buckets),
+        chart_hours=CHART_HOURS,
+    )
+
+
+@router.get("/activations/{activation_id}", response_class=HTMLResponse)
+def activation_page(request: Request, activation_id: str) -> HTMLResponse:
+    """One activation: status, version, duration, result and logs."""
+    if (denied := _private(request)) is not None:
+        return denied
+    with request.app.state.context.sessions() as session:
+        try:
+            row = queries.get_activation(session, activation_id)
+        except FaaspubError as exc:
+            return _error(request, 404, exc.message)
+        item = queries.activation_item(row, details=True)
+    return _render(request, "activation.html", title=f"Activation {activation_id}", a=item)
+
+
+@router.get("/deliveries", response_class=HTMLResponse)
+def deliveries_page(
+    request: Request, outcome: Text = None, webhooks: CursorQ = None, dead: CursorQ = None
+) -> HTMLResponse:
+    """Webhook deliveries and storage-event dead letters, newest first."""
+    if (denied := _private(request)) is not None:
+        return denied
+    try:
+        with request.app.state.context.sessions() as session:
+            hooks = queries.list_webhook_deliveries(session, outcome=outcome or None, cursor=webhooks)
+            letters = queries.list_event_deliveries(session, status="dead", cursor=dead)
+    except CursorError as exc:
+        return _error(request, 422, exc.message, exc.hint)
+    return _render(
+        request, "deliveries.html", title="Deliveries", hooks=hooks, letters=letters, outcome=outcome or ""
+    )

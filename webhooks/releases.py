@@ -1,0 +1,47 @@
+"""``POST /api/v1/releases``: the CI release job's notification (see :mod:`publisher.gitlab.notify`).
+
+``faaspub release-info --notify URL`` in the ``faaspub:release`` job sends its ``release.json``
+here with the job's ``CI_JOB_TOKEN`` in the ``JOB-TOKEN`` header.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from publisher.core.context import Context
+from publisher.gitlab.notify import ReleaseNotify
+from webhooks.gitlab_hooks import _read_bounded
+
+router = APIRouter(tags=["webhooks"])
+
+
+def _notify(request: Request) -> ReleaseNotify:
+    state = request.app.state
+    notify: ReleaseNotify | None = getattr(state, "release_notify", None)
+    if notify is None:
+        context: Context = state.context
+        notify = state.release_notify = ReleaseNotify(context.settings, context.sessions)
+    return notify
+
+
+@router.post(
+    "/api/v1/releases",
+    status_code=202,
+    summary="Release notification of a CI job (JOB-TOKEN header); queues the tag's release",
+)
+async def release_notification(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    notify = _notify(request)
+    body = await _read_bounded(request, notify.max_body)
+    if body is None:
+        work = partial(notify.too_large, started)
+    else:
+        work = partial(notify.handle, request.headers, body, started)
+    # GitLab is asked who holds the token: network calls, so off the event loop.
+    answer = await run_in_threadpool(work)
+    return JSONResponse(answer.json(), status_code=answer.status)
