@@ -315,14 +315,27 @@ class _Connections:
 
     def post(self, target: str, data: bytes) -> Reply:
         """One POST; raises :class:`_NeverConnected` when no connection could be opened."""
-        sock = self._take() or self._connect()
+        request = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (
+            target.encode("ascii"),
+            self._head,
+            len(data),
+            data,
+        )
+        idle = self._take()
+        sock = idle or self._connect()
         try:
-            sock.sendall(
-                b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s"
-                % (target.encode("ascii"), self._head, len(data), data)
-            )
-            resp = http.client.HTTPResponse(sock, method="POST")
-            resp.begin()
+            try:
+                resp = self._exchange(sock, request)
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                if idle is None:
+                    raise
+                # The server closed this idle connection as the request went out (the keep-alive
+                # race no readability check closes) and no byte of an answer came back. Send it
+                # once more on a new connection: delivery is at-least-once anyway (a lost fire is
+                # fired again by the next round), so this adds no duplicate and saves a round.
+                sock.close()
+                sock = self._connect()
+                resp = self._exchange(sock, request)
             reply = Reply(resp.status, resp.reason, resp.headers, resp.read())
         except BaseException:
             sock.close()
@@ -332,6 +345,14 @@ class _Connections:
         else:
             self._give(sock)
         return reply
+
+    @staticmethod
+    def _exchange(sock: socket.socket, request: bytes) -> http.client.HTTPResponse:
+        """Send ``request`` and read the status line and headers of its answer."""
+        sock.sendall(request)
+        resp = http.client.HTTPResponse(sock, method="POST")
+        resp.begin()
+        return resp
 
     def _take(self) -> socket.socket | None:
         while True:

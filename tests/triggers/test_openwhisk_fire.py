@@ -118,10 +118,33 @@ def test_fire_to_a_stopped_controller_is_unavailable(
     assert server.auth.split(":", 1)[1] not in str(exc.value) + repr(backend.client)
 
 
-def closing_peer() -> tuple[socket.socket, list[bytes]]:
-    """A peer that answers each connection's first request with 202, keep-alive, then hangs up."""
+def read_request(conn: socket.socket) -> bytes | None:
+    """The body of the next request on ``conn``, or ``None`` when the client closed it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return body
+
+
+def closing_peer(answers: int, drop_next: bool) -> tuple[socket.socket, list[bytes], list[bytes]]:
+    """A peer that answers ``answers`` requests per connection with 202, keep-alive, then hangs up.
+
+    With ``drop_next`` it first reads one more request and hangs up without answering it: the race
+    of a server closing an idle connection just as the client sends on it, made certain.
+    Returns the listener, the bodies answered and the bodies dropped.
+    """
     listener = socket.create_server(("127.0.0.1", 0))
-    seen: list[bytes] = []
+    answered: list[bytes] = []
+    dropped: list[bytes] = []
 
     def serve() -> None:
         while True:
@@ -130,40 +153,63 @@ def closing_peer() -> tuple[socket.socket, list[bytes]]:
             except OSError:
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-                while len(body) < length:
-                    body += conn.recv(65536)
-                seen.append(body)
-                reply = json.dumps({"activationId": f"a{len(seen)}"}).encode()
-                conn.sendall(
-                    b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
-                )
+                for _ in range(answers):
+                    body = read_request(conn)
+                    if body is None:
+                        break
+                    answered.append(body)
+                    reply = json.dumps({"activationId": f"a{len(answered)}"}).encode()
+                    conn.sendall(
+                        b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
+                    )
+                else:
+                    if drop_next and (body := read_request(conn)) is not None:
+                        dropped.append(body)
 
     threading.Thread(target=serve, daemon=True).start()
-    return listener, seen
+    return listener, answered, dropped
 
 
-def test_a_connection_the_peer_closed_while_idle_is_replaced() -> None:
-    listener, seen = closing_peer()
-    port = listener.getsockname()[1]
+def fire_three(port: int) -> list[str]:
     client = OpenWhiskClient(f"http://127.0.0.1:{port}", ("user", "secret-key"), "guest", backoff=0.01)
     try:
         path = client.path("triggers", TRIGGER)
         answers = [client.post_json(path, entity="trigger", body={"n": i}, ok=(202,)) for i in range(3)]
     finally:
         client.close()
+    return [a.json()["activationId"] for a in answers]
+
+
+def test_a_connection_the_peer_closed_while_idle_is_replaced() -> None:
+    listener, answered, _ = closing_peer(answers=1, drop_next=False)
+    try:
+        assert fire_three(listener.getsockname()[1]) == ["a1", "a2", "a3"]
+    finally:
         listener.close()
-    assert [a.json()["activationId"] for a in answers] == ["a1", "a2", "a3"]
-    assert [json.loads(body) for body in seen] == [{"n": 0}, {"n": 1}, {"n": 2}]  # each sent once
+    assert [json.loads(body) for body in answered] == [{"n": 0}, {"n": 1}, {"n": 2}]  # each sent once
+
+
+def test_a_reused_connection_dropped_without_an_answer_is_sent_again_on_a_new_one() -> None:
+    listener, answered, dropped = closing_peer(answers=1, drop_next=True)
+    try:
+        assert fire_three(listener.getsockname()[1]) == ["a1", "a2", "a3"]
+    finally:
+        listener.close()
+    assert [json.loads(body) for body in answered] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [json.loads(body) for body in dropped] == [{"n": 1}, {"n": 2}]  # each reused send was lost
+
+
+def test_a_new_connection_dropped_without_an_answer_is_unavailable_not_resent() -> None:
+    listener, answered, dropped = closing_peer(answers=0, drop_next=True)
+    try:
+        with pytest.raises(BackendUnavailable, match="not reachable") as failure:
+            fire_three(listener.getsockname()[1])
+    finally:
+        listener.close()
+    assert answered == []
+    assert [json.loads(body) for body in dropped] == [{"n": 0}]  # the fire may have happened: once
+    assert "secret-key" not in str(failure.value)
 
 
 def test_deliverer_fires_a_batch_concurrently_one_trigger_activation_per_event(
