@@ -223,7 +223,7 @@ class ZenodoArchive:
     def _citation(self, fn: FunctionSource, version: str) -> Citation:
         """Load and check CITATION.cff; every problem stops the release before any deposition exists."""
         self._step("validate")
-        path = fn.root / fn.manifest.citation
+        path = fn.citation_file
         if not path.is_file():
             raise FaaspubError(
                 f"{path}: missing; every archived release needs citation metadata",
@@ -289,7 +289,7 @@ class ZenodoArchive:
         wanted = {
             "release.json": tmp / "release.json",
             "codemeta.json": tmp / "codemeta.json",
-            "CITATION.cff": fn.root / fn.manifest.citation,
+            "CITATION.cff": fn.citation_file,
         }
         wanted.update(files)
         return wanted

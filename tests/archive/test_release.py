@@ -366,3 +366,14 @@ def test_published_doi_wins_over_a_wrong_reservation(
         entry = ArchiveStore(engine).get("fs-sc", "thumbnailer", "1.0.0")
         assert entry is not None and entry.doi == published.doi
         assert "not the reserved" in caplog.text
+
+
+def test_a_function_without_its_own_citation_archives_the_repositorys(
+    zenodo_server: ZenodoServer, make_archive: ArchiveFactory, tmp_path: Path
+) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "CITATION.cff").write_text(CITATION, encoding="utf-8")
+    fn = make_function(tmp_path / "thumbnailer", citation=None)
+    reservation, published = release_version(make_archive(), fn, "1.0.0", tmp_path)
+    assert published.doi == reservation.doi
+    assert files_of(zenodo_server, published.record_id)["CITATION.cff"] == CITATION.encode()
