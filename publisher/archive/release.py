@@ -182,17 +182,7 @@ class ZenodoArchive:
                 self._abandon(client, fn, entry.version)
 
     def _adopt(self, fn: FunctionSource, version: str, draft: Deposition) -> Deposition:
-        reserved = self._reservation(draft)
-        self._save(
-            fn,
-            version,
-            state="draft",
-            deposition_id=draft.id,
-            concept_recid=draft.conceptrecid,
-            doi=reserved.doi,
-            concept_doi=reserved.concept_doi,
-            url=reserved.url,
-        )
+        self._record(fn, version, "draft", draft)
         return draft
 
     def _abandon(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
@@ -343,10 +333,15 @@ class ZenodoArchive:
                 version,
                 entry.doi,
             )
+        return self._record(fn, version, "published", dep)
+
+    def _record(self, fn: FunctionSource, version: str, state: str, dep: Deposition) -> Reservation:
+        """Save what Zenodo says of ``dep`` (ids, DOIs, address) as the release's ``state``."""
+        reservation = self._reservation(dep)
         self._save(
             fn,
             version,
-            state="published",
+            state=state,
             deposition_id=dep.id,
             concept_recid=dep.conceptrecid,
             doi=reservation.doi,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ from typing import Any
 import click
 import httpx
 
-from publisher.core.types import FunctionSource, ImageRef, Release, TestReport
+from publisher.core.types import FunctionSource, ImageRef, Release
 from publisher.errors import FaaspubError
 from publisher.manifest.load import load_function
+from publisher.tester.junit import read_report
 
 RELEASES_PATH = "/api/v1/releases"
 
@@ -42,30 +42,6 @@ def read_build(path: Path) -> ImageRef:
     if ":" in name.rsplit("/", 1)[-1]:
         repository, tag = name.rsplit(":", 1)
     return ImageRef(repository, tag or digest.split(":", 1)[1][:12], digest)
-
-
-def read_junit(path: Path) -> TestReport:
-    """Counts of a JUnit XML report (``<testsuites>`` or a single ``<testsuite>``)."""
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise FaaspubError(f"cannot read the JUnit report {path}: {exc}") from None
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    if root.tag not in ("testsuite", "testsuites"):
-        raise FaaspubError(f"{path}: not a JUnit report (root element <{root.tag}>)")
-    report = TestReport(junit_path=path)
-    for suite in suites:
-        total = int(suite.get("tests", 0))
-        report.failed += int(suite.get("failures", 0))
-        report.errors += int(suite.get("errors", 0))
-        report.skipped += int(suite.get("skipped", 0))
-        report.passed += (
-            total - int(suite.get("failures", 0)) - int(suite.get("errors", 0)) - int(suite.get("skipped", 0))
-        )
-        for case in suite.iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
-                report.failures.append(f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":"))
-    return report
 
 
 def ci_version(env: dict[str, str]) -> str:
@@ -162,7 +138,7 @@ def release_info(
         )
     if not (output or service_url):
         return
-    report = read_junit(junit) if junit else None
+    report = read_report(junit) if junit else None
     if report is not None and not report.ok:
         raise FaaspubError(
             f"not releasing {fn.name}: {report.failed} failed and {report.errors} errored tests in {junit}"

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from publisher.config import Settings
-from publisher.core.types import FunctionSource, ImageRef, TestReport
+from publisher.core.types import FunctionSource, ImageRef
 from publisher.errors import FaaspubError
 from publisher.gitlab.client import GitLab, TransientError
 from publisher.manifest.load import find_functions, load_function
@@ -158,22 +157,3 @@ def check_image(image: ImageRef, settings: Settings) -> None:
         raise TransientError(exc.message) from None
     if found != image.digest:
         raise FaaspubError(f"registry answered digest {found} for {image.repository}@{image.digest}")
-
-
-def junit_report(path: Path) -> TestReport:
-    """Counts of a JUnit XML file (``testsuites`` or a single ``testsuite``)."""
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise FaaspubError(f"junit.xml from the pipeline cannot be read: {exc}") from None
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    report = TestReport(junit_path=path)
-    for suite in suites:
-        tests = int(suite.get("tests", 0))
-        report.failed += int(suite.get("failures", 0))
-        report.errors += int(suite.get("errors", 0))
-        report.skipped += int(suite.get("skipped", 0))
-        report.passed += (
-            tests - int(suite.get("failures", 0)) - int(suite.get("errors", 0)) - int(suite.get("skipped", 0))
-        )
-    return report

@@ -37,6 +37,7 @@ from publisher.gitlab.preview import previews_of
 from publisher.gitlab.store import RELEASE_STEPS, TERMINAL, ReleaseRecord
 from publisher.logs import bound
 from publisher.manifest.load import find_functions, load_manifest
+from publisher.tester.junit import read_report
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class ReleaseWorker:
             version=record.version,
             image=ImageRef(**record.data["image"]),
             reservation=Reservation(**record.data.get("reservation", {})),
-            test=artifacts.junit_report(fetched.files["junit.xml"]),
+            test=read_report(fetched.files["junit.xml"]),
         )
 
     # -- steps (each returns what it produced, merged into ``data``) -------------------------
@@ -222,7 +223,7 @@ class ReleaseWorker:
         fn = self._source(record)
         if doc.get("version") not in (None, record.version):
             raise FaaspubError(f"release.json says version {doc['version']} but the tag is {record.tag}")
-        report = artifacts.junit_report(fetched.files["junit.xml"])
+        report = read_report(fetched.files["junit.xml"])
         if not report.ok:
             raise FaaspubError(
                 f"{fn.name}: the pipeline's tests failed ({report.failed} failed, "

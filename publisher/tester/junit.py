@@ -1,4 +1,4 @@
-"""JUnit XML: read pytest's report, write one merged report (GitLab shows it on the pipeline)."""
+"""JUnit XML: read pytest's report, write one merged report (GitLab shows it on the pipeline), count one."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from publisher.core.types import TestReport
+from publisher.errors import FaaspubError
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
@@ -82,3 +85,25 @@ def write(cases: list[Case], path: Path) -> None:
                 child.text = case.detail
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def read_report(path: Path) -> TestReport:
+    """Counts and failed cases of a JUnit XML report (``<testsuites>`` or a single ``<testsuite>``)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise FaaspubError(f"cannot read the JUnit report {path}: {exc}") from None
+    if root.tag not in ("testsuite", "testsuites"):
+        raise FaaspubError(f"{path}: not a JUnit report (root element <{root.tag}>)")
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    report = TestReport(junit_path=path)
+    for suite in suites:
+        failed, errors, skipped = (int(suite.get(key, 0)) for key in ("failures", "errors", "skipped"))
+        report.failed += failed
+        report.errors += errors
+        report.skipped += skipped
+        report.passed += int(suite.get("tests", 0)) - failed - errors - skipped
+        for case in suite.iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                report.failures.append(f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":"))
+    return report
