@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from publisher.core.context import Context
 from publisher.gitlab.intake import Intake
+from webhooks.bodies import read_bounded
 
 router = APIRouter(tags=["webhooks"])
 
@@ -22,26 +23,11 @@ def _intake(request: Request) -> Intake:
     return intake
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it exceeds ``limit`` bytes (never buffers more than that)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post("/hooks/gitlab", summary="GitLab project, group and system webhooks")
 async def gitlab_hook(request: Request) -> JSONResponse:
     started = time.perf_counter()
     intake = _intake(request)
-    body = await _read_bounded(request, intake.max_body)
+    body = await read_bounded(request, intake.max_body)
     if body is None:
         answer = await intake.too_large(request.headers, started)
     else:

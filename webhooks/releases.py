@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from publisher.core.context import Context
 from publisher.gitlab.notify import ReleaseNotify
-from webhooks.gitlab_hooks import _read_bounded
+from webhooks.bodies import read_bounded
 
 router = APIRouter(tags=["webhooks"])
 
@@ -37,7 +37,7 @@ def _notify(request: Request) -> ReleaseNotify:
 async def release_notification(request: Request) -> JSONResponse:
     started = time.perf_counter()
     notify = _notify(request)
-    body = await _read_bounded(request, notify.max_body)
+    body = await read_bounded(request, notify.max_body)
     if body is None:
         work = partial(notify.too_large, started)
     else:

@@ -26,7 +26,7 @@ from publisher.triggers import metrics
 from publisher.triggers.runner import intake_for
 from publisher.triggers.s3 import S3BodyError, parse
 from publisher.triggers.store import write_lock
-from webhooks.gitlab_hooks import _read_bounded
+from webhooks.bodies import read_bounded
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -127,5 +127,5 @@ def s3_alive() -> Response:
 async def s3_hook(request: Request) -> JSONResponse:
     started = time.perf_counter()
     context: Context = request.app.state.context
-    body = await _read_bounded(request, context.settings.server.max_body_bytes)
+    body = await read_bounded(request, context.settings.server.max_body_bytes)
     return await run_in_threadpool(_handle, context, request.headers.get("authorization"), body, started)
