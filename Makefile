@@ -42,5 +42,8 @@ unit: $(STAMP)
 bench: setup
 	$(BIN)/python bench/run.py $(if $(BENCH_FULL),--full,)
 
+## make clean: stop faaspub's private podman (releasing its storage mounts) and remove local state.
 clean:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -c 'from publisher.config import load_settings; \
+		from publisher.podman import stop_private_service; stop_private_service(load_settings())'; fi
 	rm -rf .faaspub data .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local

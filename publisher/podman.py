@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -119,8 +120,18 @@ def docker_host(settings: Settings) -> str:
 
 
 def stop_private_service(settings: Settings, timeout: float = 15.0) -> bool:
-    """Stop the private podman service started for ``settings`` (if it runs); True when one was stopped."""
-    pid_file = (settings.state_path / "podman" / "service.pid").resolve()
+    """Stop the private podman service started for ``settings`` (if it runs); True when one was stopped.
+
+    Once no service answers, the storage mounts it left under the state directory are released too.
+    """
+    root = (settings.state_path / "podman").resolve()
+    stopped = _terminate(root / "service.pid", timeout)
+    if not socket_alive(root / "podman.sock"):
+        release_mounts(root)
+    return stopped
+
+
+def _terminate(pid_file: Path, timeout: float) -> bool:
     try:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
@@ -131,11 +142,42 @@ def stop_private_service(settings: Settings, timeout: float = 15.0) -> bool:
         pid_file.unlink(missing_ok=True)
         return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False  # our own child, exited and now reaped (a zombie still answers kill 0)
+    except ChildProcessError:
+        pass  # another process's child: its parent reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points at or below ``root`` in this mount namespace, deepest first."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        # Field 5 is the mount point, with space, tab, newline and backslash written as octal escapes.
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[4]))
+        if point == root or point.is_relative_to(root):
+            found.append(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def release_mounts(root: Path) -> None:
+    """Unmount what podman left mounted under ``root``.
+
+    The overlay storage driver bind-mounts its directory onto itself and does not undo that when the
+    service exits, which keeps the state directory from being removed. Without the right to unmount
+    (rootless podman) there is nothing to release: its mounts live in its own namespace.
+    """
+    for point in mounts_under(root):
+        subprocess.run(["umount", str(point)], capture_output=True, check=False)
