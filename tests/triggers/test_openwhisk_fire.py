@@ -10,7 +10,10 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -135,16 +138,24 @@ def read_request(conn: socket.socket) -> bytes | None:
     return body
 
 
-def closing_peer(answers: int, drop_next: bool) -> tuple[socket.socket, list[bytes], list[bytes]]:
+@dataclass
+class Peer:
+    """What a :func:`closing_peer` saw: the bodies it answered and those it hung up on."""
+
+    port: int
+    answered: list[Any] = field(default_factory=list)
+    dropped: list[Any] = field(default_factory=list)
+
+
+@contextmanager
+def closing_peer(answers: int, drop_next: bool) -> Iterator[Peer]:
     """A peer that answers ``answers`` requests per connection with 202, keep-alive, then hangs up.
 
     With ``drop_next`` it first reads one more request and hangs up without answering it: the race
     of a server closing an idle connection just as the client sends on it, made certain.
-    Returns the listener, the bodies answered and the bodies dropped.
     """
     listener = socket.create_server(("127.0.0.1", 0))
-    answered: list[bytes] = []
-    dropped: list[bytes] = []
+    peer = Peer(listener.getsockname()[1])
 
     def serve() -> None:
         while True:
@@ -157,18 +168,21 @@ def closing_peer(answers: int, drop_next: bool) -> tuple[socket.socket, list[byt
                     body = read_request(conn)
                     if body is None:
                         break
-                    answered.append(body)
-                    reply = json.dumps({"activationId": f"a{len(answered)}"}).encode()
+                    peer.answered.append(json.loads(body))
+                    reply = json.dumps({"activationId": f"a{len(peer.answered)}"}).encode()
                     conn.sendall(
                         b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
                         b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
                     )
                 else:
                     if drop_next and (body := read_request(conn)) is not None:
-                        dropped.append(body)
+                        peer.dropped.append(json.loads(body))
 
     threading.Thread(target=serve, daemon=True).start()
-    return listener, answered, dropped
+    try:
+        yield peer
+    finally:
+        listener.close()
 
 
 def fire_three(port: int) -> list[str]:
@@ -181,34 +195,26 @@ def fire_three(port: int) -> list[str]:
     return [a.json()["activationId"] for a in answers]
 
 
-def test_a_connection_the_peer_closed_while_idle_is_replaced() -> None:
-    listener, answered, _ = closing_peer(answers=1, drop_next=False)
-    try:
-        assert fire_three(listener.getsockname()[1]) == ["a1", "a2", "a3"]
-    finally:
-        listener.close()
-    assert [json.loads(body) for body in answered] == [{"n": 0}, {"n": 1}, {"n": 2}]  # each sent once
-
-
-def test_a_reused_connection_dropped_without_an_answer_is_sent_again_on_a_new_one() -> None:
-    listener, answered, dropped = closing_peer(answers=1, drop_next=True)
-    try:
-        assert fire_three(listener.getsockname()[1]) == ["a1", "a2", "a3"]
-    finally:
-        listener.close()
-    assert [json.loads(body) for body in answered] == [{"n": 0}, {"n": 1}, {"n": 2}]
-    assert [json.loads(body) for body in dropped] == [{"n": 1}, {"n": 2}]  # each reused send was lost
+@pytest.mark.parametrize(
+    ("drop_next", "lost"),
+    [(False, []), (True, [{"n": 1}, {"n": 2}])],
+    ids=["closed-while-idle", "dropped-unanswered"],
+)
+def test_a_reused_connection_the_peer_closed_is_replaced(drop_next: bool, lost: list[Any]) -> None:
+    with closing_peer(answers=1, drop_next=drop_next) as peer:
+        assert fire_three(peer.port) == ["a1", "a2", "a3"]
+    assert peer.answered == [{"n": 0}, {"n": 1}, {"n": 2}]  # each answered once
+    assert peer.dropped == lost  # each send on a reused connection the peer hung up on
 
 
 def test_a_new_connection_dropped_without_an_answer_is_unavailable_not_resent() -> None:
-    listener, answered, dropped = closing_peer(answers=0, drop_next=True)
-    try:
-        with pytest.raises(BackendUnavailable, match="not reachable") as failure:
-            fire_three(listener.getsockname()[1])
-    finally:
-        listener.close()
-    assert answered == []
-    assert [json.loads(body) for body in dropped] == [{"n": 0}]  # the fire may have happened: once
+    with (
+        closing_peer(answers=0, drop_next=True) as peer,
+        pytest.raises(BackendUnavailable, match="not reachable") as failure,
+    ):
+        fire_three(peer.port)
+    assert peer.answered == []
+    assert peer.dropped == [{"n": 0}]  # the fire may have happened: once
     assert "secret-key" not in str(failure.value)
 
 
