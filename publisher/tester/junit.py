@@ -1,4 +1,4 @@
-"""JUnit XML: read pytest's report, write one merged report (GitLab shows it on the pipeline), count one."""
+"""JUnit XML: read pytest's cases, write one merged report (GitLab shows it), count a report's results."""
 
 from __future__ import annotations
 
@@ -98,12 +98,23 @@ def read_report(path: Path) -> TestReport:
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     report = TestReport(junit_path=path)
     for suite in suites:
-        failed, errors, skipped = (int(suite.get(key, 0)) for key in ("failures", "errors", "skipped"))
+        tests, failed, errors, skipped = (
+            _count(path, suite, key) for key in ("tests", "failures", "errors", "skipped")
+        )
         report.failed += failed
         report.errors += errors
         report.skipped += skipped
-        report.passed += int(suite.get("tests", 0)) - failed - errors - skipped
+        report.passed += tests - failed - errors - skipped
         for case in suite.iter("testcase"):
             if case.find("failure") is not None or case.find("error") is not None:
                 report.failures.append(f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":"))
     return report
+
+
+def _count(path: Path, suite: ET.Element, key: str) -> int:
+    value = suite.get(key, "0")
+    try:
+        return int(value)
+    except ValueError:
+        name = suite.get("name", "")
+        raise FaaspubError(f"{path}: testsuite {name!r} has {key}={value!r}, not a whole number") from None

@@ -46,7 +46,11 @@ def test_a_single_testsuite_root_is_a_report(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("<html><body/></html>", "not a JUnit report (root element <html>)"), ("<testsuites>", "cannot read")],
+    [
+        ("<html><body/></html>", "not a JUnit report (root element <html>)"),
+        ("<testsuites>", "cannot read"),
+        ('<testsuite name="unit" tests="many"/>', "testsuite 'unit' has tests='many', not a whole number"),
+    ],
 )
 def test_what_is_not_a_report_is_named(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "junit.xml"
