@@ -156,6 +156,14 @@ class SecretsSettings(Section):
     dir: str | None = None
 
 
+class CatalogueSettings(Section):
+    """How the catalogue presents functions."""
+
+    # Functions of this namespace are the facility's standard functions (functions/ of this
+    # repository), listed apart as "provided by the facility". Only the operator decides what is in it.
+    facility_namespace: str = "facility"
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -174,6 +182,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     build: BuildSettings = Field(default_factory=BuildSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -33,7 +33,9 @@ ROUTERS = (
     "webhooks.s3_hooks",
     "webhooks.metrics",
     "webhooks.api",
+    "webhooks.accounting",
     "webhooks.pages",
+    "webhooks.namespace_pages",
 )
 
 # Background loops: (name, "module:function"), each called as function(context, stop_event.is_set).

@@ -74,16 +74,33 @@ CursorQ = Annotated[str | None, Query(max_length=512)]
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, q: Text = None, keyword: Text = None, cursor: CursorQ = None) -> HTMLResponse:
-    """The function list with its search box."""
+    """The function list with its search box; the facility's standard functions are listed apart."""
     if (denied := _private(request)) is not None:
         return denied
+    facility = request.app.state.context.settings.catalogue.facility_namespace
+    searching = bool(q or keyword or cursor)
     try:
         with request.app.state.context.sessions() as session:
             listing = queries.list_functions(session, q=q, keyword=keyword, cursor=cursor)
+            standard = [] if searching else queries.list_functions(session, namespace=facility).items
+            # With the alias version's DOI: what a run of the standard function today cites.
+            provided = [
+                queries.function_detail(queries.find_function(session, f["name"], facility)) for f in standard
+            ]
     except CursorError as exc:
         return _error(request, 422, exc.message, exc.hint)
+    if provided:
+        others = [f for f in listing.items if f["namespace"] != facility]
+        listing = queries.Listing(others, listing.next_cursor)
     return _render(
-        request, "index.html", title="Functions", q=q or "", keyword=keyword or "", listing=listing
+        request,
+        "index.html",
+        title="Functions",
+        q=q or "",
+        keyword=keyword or "",
+        listing=listing,
+        provided=provided,
+        facility=facility,
     )
 
 

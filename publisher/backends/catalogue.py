@@ -41,6 +41,7 @@ class Deployed:
     concurrency: int
     env: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    doi: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -84,6 +85,7 @@ def _deployed(fn: Function, ver: Version) -> Deployed:
         concurrency=int(limits.get("concurrency", 1)),
         env=dict(manifest.get("env") or {}),
         secrets=tuple(manifest.get("secrets") or ()),
+        doi=ver.doi,
     )
 
 
@@ -242,6 +244,8 @@ class Catalogue:
                     result=activation.result,
                     logs=activation.logs,
                     cause=activation.cause,
+                    memory_mb=activation.memory_mb,
+                    bytes_read=activation.bytes_read,
                 )
             )
 
@@ -314,6 +318,8 @@ def _activation(row: ActivationRecord) -> Activation:
         result=row.result,
         logs=list(row.logs or []),
         cause=row.cause,
+        memory_mb=row.memory_mb,
+        bytes_read=row.bytes_read,
     )
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from faaspub_runtime.identity import environment as identity_environment
+
 from publisher.backends.catalogue import Deployed
 from publisher.backends.runlogs import LogCollector
 from publisher.config import Settings
@@ -105,9 +107,19 @@ def wait_ready(port: int, exited: Callable[[], str | None], what: str) -> None:
 
 
 def proxy_env(spec_env: dict[str, str], deployed: Deployed, port: int) -> dict[str, str]:
-    """The runtime's settings (contract of ``faaspub_runtime.proxy``) on top of the function's env."""
+    """The runtime's settings (contract of ``faaspub_runtime.proxy``) and the version's identity
+    (:mod:`faaspub_runtime.identity`) on top of the function's env."""
+    identity = identity_environment(
+        namespace=deployed.namespace,
+        name=deployed.function,
+        version=deployed.version,
+        digest=deployed.digest,
+        image=deployed.image,
+        doi=deployed.doi,
+    )
     return {
         **spec_env,
+        **identity,
         "FAASPUB_PROXY_HOST": "127.0.0.1",
         "FAASPUB_PROXY_PORT": str(port),
         "FAASPUB_CONCURRENCY": str(deployed.concurrency),

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from publisher.accounting.usage import bytes_of
 from publisher.backends import naming
 from publisher.backends.catalogue import Catalogue, Deployed, FunctionInfo, now
 from publisher.backends.executor import (
@@ -150,6 +151,8 @@ class LocalBackend:
             duration_ms=0.0,
             status="pending",
             cause=cause,
+            memory_mb=deployed.memory_mb,
+            bytes_read=bytes_of(payload),
         )
         self.catalogue.store_activation(namespace, pending, new=True)
         self._async.submit(self._run_and_store, deployed, body, activation_id, cause)
@@ -172,6 +175,8 @@ class LocalBackend:
                 status="system_error",
                 result={"error": str(exc)},
                 cause=cause,
+                memory_mb=deployed.memory_mb,
+                bytes_read=bytes_of(body["value"]),
             )
         self.catalogue.store_activation(deployed.namespace, activation)
 
@@ -193,6 +198,8 @@ class LocalBackend:
                 result=result,
                 logs=logs,
                 cause=cause,
+                memory_mb=deployed.memory_mb,
+                bytes_read=bytes_of(body["value"]),
             )
 
         pool = self._pool(deployed)

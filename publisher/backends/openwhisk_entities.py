@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from faaspub_runtime.identity import environment as identity_environment
+
 from publisher.config import OpenWhiskSettings
 from publisher.core.types import Release
 from publisher.errors import FaaspubError
@@ -81,9 +83,22 @@ def provenance_annotations(release: Release, project: str) -> list[dict[str, Any
 def action_body(
     name: str, release: Release, project: str, limits: Mapping[str, int], secrets: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The ``ActionPut`` body of a versioned action."""
+    """The ``ActionPut`` body of a versioned action.
+
+    The version's identity (:mod:`faaspub_runtime.identity`) travels as ``init`` parameters, which
+    OpenWhisk exports as environment variables, as the local backend does.
+    """
     manifest = release.source.manifest
-    parameters = [{"key": k, "value": v, "init": True} for k, v in sorted(manifest.env.items())]
+    identity = identity_environment(
+        namespace=release.namespace,
+        name=release.name,
+        version=release.version,
+        digest=release.image.digest,
+        image=release.image.pinned,
+        doi=release.reservation.doi,
+    )
+    settings = sorted({**manifest.env, **identity}.items())
+    parameters = [{"key": k, "value": v, "init": True} for k, v in settings]
     parameters += [{"key": k, "value": v, "init": True} for k, v in sorted(secrets.items())]
     return {
         "name": name,

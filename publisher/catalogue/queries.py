@@ -255,6 +255,8 @@ def activation_item(row: ActivationRecord, details: bool = False) -> dict[str, A
         "duration_ms": row.duration_ms,
         "status": row.status,
         "cause": row.cause,
+        "memory_mb": row.memory_mb,
+        "bytes_read": row.bytes_read,
     }
     if details:
         item["result"] = row.result

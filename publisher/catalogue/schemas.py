@@ -98,6 +98,8 @@ class ActivationOut(BaseModel):
     duration_ms: float
     status: str
     cause: str | None = None
+    memory_mb: int | None = Field(default=None, description="The version's memory limit (accounting)")
+    bytes_read: int | None = Field(default=None, description="Size of the file that triggered the run")
 
 
 class ActivationDetail(ActivationOut):

@@ -143,6 +143,8 @@ class Activation:
     result: Any = None
     logs: list[str] = field(default_factory=list)
     cause: str | None = None
+    memory_mb: int | None = None  # the version's memory limit (accounting: GB-seconds)
+    bytes_read: int | None = None  # the size of the storage event's file, when a file triggered it
 
     @property
     def ok(self) -> bool:

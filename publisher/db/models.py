@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -89,10 +100,13 @@ class TriggerBinding(Base):
 
 
 class ActivationRecord(Base):
-    """One run of a function version, with its logs and what caused it."""
+    """One run of a function version, with its logs, what caused it and what it used (accounting)."""
 
     __tablename__ = "activations"
-    __table_args__ = (Index("ix_activations_fn_start", "namespace", "function", "start"),)
+    __table_args__ = (
+        Index("ix_activations_fn_start", "namespace", "function", "start"),
+        Index("ix_activations_ns_start", "namespace", "start"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(255))
@@ -105,6 +119,9 @@ class ActivationRecord(Base):
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     logs: Mapped[list[Any]] = mapped_column(default=list)
     cause: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The version's memory limit and the size of the storage event's file: GB-seconds and bytes read.
+    memory_mb: Mapped[int | None] = mapped_column(Integer)
+    bytes_read: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class WebhookDelivery(Base):

@@ -31,6 +31,7 @@ GET_ROUTES = [
     "/api/v1/events",
     "/api/v1/events/dead",
     "/api/v1/deliveries",
+    "/api/v1/accounting",
 ]
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 

@@ -9,6 +9,9 @@ Function authors use the helpers::
         with open_input(event) as fh:
             header = fh.read(1024)
         return {"output": write_output(event, ".summary.json", '{"ok": true}')}
+
+``faaspub_runtime.identity.current()`` tells a function which published version (name, version, image
+digest, DOI) is running it.
 """
 
 from __future__ import annotations
