@@ -9,6 +9,19 @@ bounded backlog, ``EVENT_LOSS`` when the id fell out of it, ``COMPETING_CLIENT``
 consumer), and ``GET /api/v1/namespace/<path>[?children=true]``. Every inotify payload it sends is
 validated against ``inotify-event-schema.json``. Anonymous requests get 401 as in dCache.
 
+Quality of service, after dCache's ``FileResources`` and ``QoSTransitionEngine`` (frontend and
+``modules/dcache`` at 77340d66): ``POST /api/v1/namespace/<path>`` ``{"action": "qos", "target": …}``
+answers 201 ``{"status": "success"}``, or 400 for a directory ("Transition for directories not
+supported"), an unknown target ("no such qos type: …"), ``volatile``/``unavailable`` ("Unsupported
+QoS target for transition"), tape back to disk ("Unsupported QoS transition"), an unknown action
+("No such action …") or a body without one; ``GET …?qos=true`` adds ``currentQos`` and, while a
+transition runs, ``targetQos`` (``locality=true`` adds ``fileLocality``). A transition completes
+``qos_delay`` seconds after it was requested. Bulk requests after ``BulkResources``:
+``POST /api/v1/bulk-requests`` (``activity``, ``target``, ``arguments``; ``UPDATE_QOS`` needs
+``targetQos``; unknown top-level keys are refused) answers 201 with a ``request-url`` header and no
+body; ``GET`` on that URL gives the ``BulkRequestInfo`` (status QUEUED, STARTED, COMPLETED; each
+target CREATED, RUNNING, COMPLETED or FAILED).
+
 Test controls (Python methods): ``mkdir``, ``upload`` (IN_CREATE, IN_OPEN, IN_MODIFY…, then
 IN_CLOSE_WRITE and IN_ATTRIB in either order), ``move``, ``delete``, ``overflow``, ``system``,
 ``send_raw`` (malformed lines), ``drop_connections``.
@@ -64,12 +77,59 @@ MAX_CHANNELS = 128
 BACKLOG = 16383
 
 
+QOS_NAMES = {"disk": "disk", "tape": "tape", "disk+tape": "disk+tape", "tape+disk": "disk+tape"}
+LOCALITY = {"disk": "ONLINE", "tape": "NEARLINE", "disk+tape": "ONLINE_AND_NEARLINE"}
+BULK_ACTIVITIES = ("PIN", "UNPIN", "DELETE", "UPDATE_QOS", "STAGE", "RELEASE", "LOG_TARGET")
+# Top-level keys BulkResources.toBulkRequest accepts (camelCase, snake_case and kebab-case alike).
+BULK_KEYS = (
+    {"target", "activity", "arguments"}
+    | {
+        spelling
+        for words in (
+            "target prefix",
+            "expand directories",
+            "clear on success",
+            "clear on failure",
+            "cancel on failure",
+            "pre store",
+        )
+        for spelling in (
+            words.replace(" ", "_"),
+            words.replace(" ", "-"),
+            words.split()[0] + "".join(w.title() for w in words.split()[1:]),
+        )
+    }
+    | {"prestore"}
+)
+
+
+class BadRequest(Exception):
+    """A request dCache answers with 400 and this message."""
+
+
 @dataclass
 class Entry:
     kind: str  # REGULAR | DIR
     size: int = 0
     mtime: int = field(default_factory=lambda: int(time.time() * 1000))
     pnfsid: str = field(default_factory=lambda: "0000" + secrets.token_hex(14).upper())
+    qos: str = "disk"  # where new files land: a disk pool (ONLINE, REPLICA)
+    target_qos: str | None = None
+    transition_done_at: float = 0.0
+
+    def settle(self) -> None:
+        """Finish a transition whose time has come (the migration or flush to tape is over)."""
+        if self.target_qos is not None and time.monotonic() >= self.transition_done_at:
+            self.qos, self.target_qos = self.target_qos, None
+
+    def qos_json(self, locality: bool) -> dict[str, Any]:
+        self.settle()
+        doc: dict[str, Any] = {"currentQos": self.qos}
+        if self.target_qos is not None:
+            doc["targetQos"] = self.target_qos
+        if locality:
+            doc["fileLocality"] = LOCALITY[self.qos]
+        return doc
 
     def json(self) -> dict[str, Any]:
         return {
@@ -137,6 +197,9 @@ class FakeDcache:
         self.url = ""
         self.selector_errors: list[str] = []
         self.server_closing = False
+        self.qos_delay = 0.3  # seconds a QoS transition takes
+        self.qos_requests: list[tuple[str, str]] = []  # (path, target) as accepted
+        self.bulk: dict[str, dict[str, Any]] = {}
 
     # --- namespace operations (test controls) -----------------------------------------------------
     def mkdir(self, path: str, parents: bool = True) -> None:
@@ -225,6 +288,111 @@ class FakeDcache:
     def watched(self) -> set[str]:
         with self.lock:
             return {s.path for c in self.channels.values() for s in c.subscriptions.values()}
+
+    # --- quality of service -----------------------------------------------------------------------
+    def request_qos(self, path: str, target: Any) -> None:
+        """``{"action": "qos"}`` on one file, with QoSTransitionEngine.adjustQoS's refusals."""
+        with self.lock:
+            entry = self.namespace.get(path)
+            if entry is None:
+                raise KeyError(path)
+            if entry.kind == "DIR":
+                raise BadRequest("Transition for directories not supported")
+            if not isinstance(target, str):
+                raise BadRequest("no target qos given.")
+            wanted = QOS_NAMES.get(target.lower())
+            if wanted is None:
+                if target.lower() in ("volatile", "unavailable"):
+                    raise BadRequest("Unsupported QoS target for transition")
+                raise BadRequest(f"no such qos type: {target}")
+            entry.settle()
+            if wanted == "disk" and entry.qos == "tape":
+                raise BadRequest("Unsupported QoS transition")
+            self.qos_requests.append((path, wanted))
+            if wanted != entry.qos:
+                entry.target_qos = wanted
+                entry.transition_done_at = time.monotonic() + self.qos_delay
+
+    def submit_bulk(self, body: Any, user: str) -> str:
+        """A bulk request as ``BulkResources.toBulkRequest`` reads it; returns its uid."""
+        if not isinstance(body, dict) or not body:
+            raise BadRequest("empty request payload.")
+        unknown = set(body) - BULK_KEYS
+        if unknown:
+            raise BadRequest(f"unsupported arguments: {sorted(unknown)}")
+        targets = body.get("target")
+        if isinstance(targets, str):
+            targets = [t for t in targets.split(",") if t]
+        if not isinstance(targets, list) or not targets:
+            raise BadRequest("request contains no targets.")
+        activity = body.get("activity")
+        if activity not in BULK_ACTIVITIES:
+            raise BadRequest(f"{activity} is not a valid activity.")
+        arguments = {k: str(v) for k, v in (body.get("arguments") or {}).items()}
+        if activity == "UPDATE_QOS" and "targetQos" not in arguments and "qosPolicy" not in arguments:
+            raise BadRequest("either targetQos or qosPolicy must be provided as argument.")
+        prefix = body.get("targetPrefix") or body.get("target_prefix") or body.get("target-prefix") or ""
+        uid = secrets.token_hex(16)
+        now = int(time.time() * 1000)
+        items = []
+        for i, target in enumerate(targets):
+            path = posixpath.join(prefix or "/", str(target).lstrip("/")) if prefix else str(target)
+            item: dict[str, Any] = {
+                "id": i,
+                "target": path,
+                "state": "RUNNING",
+                "submittedAt": now,
+                "startedAt": now,
+                "finishedAt": None,
+                "errorType": None,
+                "errorMessage": None,
+            }
+            try:
+                self.request_qos(path, arguments.get("targetQos"))
+            except KeyError:
+                item.update(
+                    state="FAILED",
+                    finishedAt=now,
+                    errorType="FileNotFoundCacheException",
+                    errorMessage=f"No such file or directory: {path}",
+                )
+            except BadRequest as exc:
+                item.update(
+                    state="FAILED",
+                    finishedAt=now,
+                    errorType="UnsupportedOperationException",
+                    errorMessage=str(exc),
+                )
+            items.append(item)
+        with self.lock:
+            self.bulk[uid] = {
+                "owner": user,
+                "uid": uid,
+                "arrivedAt": now,
+                "startedAt": now,
+                "lastModified": now,
+                "status": "STARTED",
+                "targetPrefix": prefix or "/",
+                "targets": items,
+            }
+        return uid
+
+    def bulk_info(self, uid: str) -> dict[str, Any] | None:
+        with self.lock:
+            request = self.bulk.get(uid)
+            if request is None:
+                return None
+            now = int(time.time() * 1000)
+            for item in request["targets"]:
+                if item["state"] == "RUNNING":
+                    entry = self.namespace.get(item["target"])
+                    if entry is not None and entry.qos_json(False).get("targetQos") is None:
+                        item.update(state="COMPLETED", finishedAt=now)
+            if all(t["state"] in ("COMPLETED", "FAILED", "SKIPPED", "CANCELLED") for t in request["targets"]):
+                request["status"] = "COMPLETED"
+            info = {k: v for k, v in request.items() if k != "owner"}
+            info["nextId"] = -1
+            return json.loads(json.dumps(info))
 
     # --- event plumbing ---------------------------------------------------------------------------
     def _child_event(self, path: str, mask: list[str], cookie: str | None = None) -> None:
@@ -315,6 +483,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path.startswith("/api/v1/namespace"):
             self._namespace(method, path.removeprefix("/api/v1/namespace") or "/", query)
+        elif path.startswith("/api/v1/bulk-requests"):
+            self._bulk(method, path.removeprefix("/api/v1/bulk-requests").strip("/"), user)
         elif path.startswith("/api/v1/events"):
             self._events(method, path.removeprefix("/api/v1/events").strip("/").split("/"), user, query)
         else:
@@ -328,12 +498,17 @@ class Handler(BaseHTTPRequestHandler):
     # --- namespace --------------------------------------------------------------------------------
     def _namespace(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         path = path.rstrip("/") or "/"
+        if method == "POST":
+            self._modify(path)
+            return
         with self.fake.lock:
             entry = self.fake.namespace.get(path)
             if method != "GET" or entry is None:
                 self._reply(404, _errors(404, "Not Found"))
                 return
             body = entry.json()
+            if query.get("qos") == ["true"]:
+                body.update(entry.qos_json(query.get("locality") == ["true"]))
             if query.get("children") == ["true"] and entry.kind == "DIR":
                 prefix = path.rstrip("/") + "/"
                 body["children"] = [
@@ -342,6 +517,55 @@ class Handler(BaseHTTPRequestHandler):
                     if p != path and p.startswith(prefix) and "/" not in p[len(prefix) :]
                 ]
         self._reply(200, body)
+
+    def _modify(self, path: str) -> None:
+        """``POST /api/v1/namespace/<path>``: the ``qos`` action (others are not modelled)."""
+        try:
+            body = self._body()
+        except ValueError:
+            self._reply(400, _errors(400, "A JSONObject text must begin with '{'"))
+            return
+        action = body.get("action") if isinstance(body, dict) else None
+        try:
+            if action is None:
+                raise BadRequest('JSONObject["action"] not found.')
+            if action != "qos":
+                raise BadRequest(f"No such action {action}")
+            self.fake.request_qos(path, body.get("target"))
+        except KeyError:
+            self._reply(404, _errors(404, "Not Found"))
+            return
+        except BadRequest as exc:
+            self._reply(400, _errors(400, str(exc)))
+            return
+        self._reply(201, {"status": "success"})
+
+    # --- bulk requests ----------------------------------------------------------------------------
+    def _bulk(self, method: str, uid: str, user: str) -> None:
+        fake = self.fake
+        if method == "POST" and not uid:
+            try:
+                created = fake.submit_bulk(self._body(), user)
+            except ValueError:
+                self._reply(400, _errors(400, "bad request payload."))
+                return
+            except BadRequest as exc:
+                self._reply(400, _errors(400, str(exc)))
+                return
+            self._reply(201, headers={"request-url": f"{fake.url}/api/v1/bulk-requests/{created}"})
+            return
+        if method == "GET" and uid:
+            with fake.lock:
+                owner = fake.bulk.get(uid, {}).get("owner")
+            info = fake.bulk_info(uid) if owner in (None, user) else None
+            if owner not in (None, user):
+                self._reply(403, _errors(403, "Forbidden"))
+            elif info is None:
+                self._reply(404, _errors(404, "Not Found"))
+            else:
+                self._reply(200, info)
+            return
+        self._reply(405, _errors(405, "Method Not Allowed"))
 
     # --- events -----------------------------------------------------------------------------------
     def _events(self, method: str, parts: list[str], user: str, query: dict[str, list[str]]) -> None:

@@ -1,0 +1,1 @@
+# Makes dcache_qos.py importable from tests/ with plain pytest.

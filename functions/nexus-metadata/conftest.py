@@ -1,0 +1,1 @@
+# Makes nexus_metadata.py importable from tests/ with plain pytest.
