@@ -16,6 +16,7 @@ test: setup lint typecheck unit
 
 setup: system $(STAMP)
 	@scripts/install-gitlab-ci-local.sh >/dev/null
+	@scripts/setup-rucio-server.sh
 
 system:
 	@scripts/setup-system.sh
@@ -46,4 +47,4 @@ bench: setup
 clean:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -c 'from publisher.config import load_settings; \
 		from publisher.podman import stop_private_service; stop_private_service(load_settings())'; fi
-	rm -rf .faaspub data .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local
+	rm -rf .faaspub data .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local .venv-rucio

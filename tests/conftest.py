@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fakes.gitlab_fixture",
     "tests.fakes.openwhisk_fixture",
     "tests.fakes.dcache_fixture",
+    "tests.infra.rucio",
 ]

@@ -1,0 +1,1 @@
+# Makes rucio_rule.py importable from tests/ with plain pytest.
