@@ -21,6 +21,7 @@ from ``env``; the password is the ``RUCIO_PASSWORD`` secret, never written anywh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import tempfile
@@ -113,9 +114,9 @@ def matching_rse(path: str, candidates: list[tuple[str, dict[str, Any]]]) -> tup
     best: tuple[str, dict[str, Any]] | None = None
     for rse, protocol in candidates:
         prefix = "/" + str(protocol.get("prefix") or "").strip("/")
-        if path.startswith(prefix.rstrip("/") + "/"):
-            if best is None or len(prefix) > len(str(best[1].get("prefix") or "")):
-                best = (rse, {**protocol, "prefix": prefix})
+        longer = best is None or len(prefix) > len(str(best[1].get("prefix") or ""))
+        if path.startswith(prefix.rstrip("/") + "/") and longer:
+            best = (rse, {**protocol, "prefix": prefix})
     if best is None:
         known = ", ".join(f"{r} ({p.get('prefix')})" for r, p in candidates) or "none"
         raise RuleError(f"no Rucio RSE holds {path}: RSE prefixes are {known}")
@@ -172,14 +173,10 @@ def register(rucio: Any, plan: Plan, size: int, adler32: str) -> dict[str, Any]:
     did = {"scope": plan.scope, "name": plan.name}
     replica = {**did, "bytes": size, "adler32": adler32, "pfn": plan.pfn}
     rucio.add_replicas(plan.rse, [replica])
-    try:
+    with contextlib.suppress(DataIdentifierAlreadyExists):
         rucio.add_dataset(plan.scope, plan.dataset)
-    except DataIdentifierAlreadyExists:
-        pass
-    try:
+    with contextlib.suppress(FileAlreadyExists, Duplicate):
         rucio.attach_dids(plan.scope, plan.dataset, [did])
-    except (FileAlreadyExists, Duplicate):
-        pass
     rules = {}
     wanted = [("archive", plan.rse_expression, plan.copies, plan.lifetime)]
     if plan.buffer_lifetime is not None:

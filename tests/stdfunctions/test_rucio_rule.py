@@ -94,7 +94,7 @@ def test_after_scicat_ingest_it_registers_the_file_the_record_names(
 def test_a_file_outside_every_rse_is_refused_by_name(dcache: Dcache, rucio: Any) -> None:
     dcache.fake.mkdir("/pnfs/elsewhere/p1/r1")
     event = dcache.land("x.nxs", b"x", folder="/pnfs/elsewhere/p1/r1")
-    with pytest.raises(rucio_rule.RuleError, match="no Rucio RSE holds /pnfs/elsewhere/p1/r1/x.nxs"):
+    with pytest.raises(rucio_rule.RuleError, match=r"no Rucio RSE holds /pnfs/elsewhere/p1/r1/x\.nxs"):
         rucio_rule.main(event)
 
 
@@ -102,10 +102,10 @@ def test_what_rucio_refuses_is_named_without_the_password(
     dcache: Dcache, rucio: Any, rucio_server: RucioServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RUCIO_RULE_RSE_EXPRESSION", "tier=nowhere")
-    with pytest.raises(rucio_rule.RuleError, match="InvalidRSEExpression|RSE expression"):
+    with pytest.raises(rucio_rule.RuleError, match=r"InvalidRSEExpression|RSE expression"):
         rucio_rule.main(dcache.land("run45.nxs", b"45"))
     monkeypatch.setenv("RUCIO_RULE_RSE_EXPRESSION", "tier=tape")
     monkeypatch.setenv("RUCIO_SCOPE", "unknownscope")
-    with pytest.raises(rucio_rule.RuleError, match="ScopeNotFound|scope") as err:
+    with pytest.raises(rucio_rule.RuleError, match=r"ScopeNotFound|scope") as err:
         rucio_rule.main(dcache.land("run46.nxs", b"46"))
     assert rucio_server.password not in str(err.value)

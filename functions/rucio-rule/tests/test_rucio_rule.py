@@ -22,7 +22,7 @@ def test_the_longest_matching_prefix_wins() -> None:
     rse, protocol = matching_rse("/pnfs/f/raw/p1/r2/x.h5", [ARCHIVE, BUFFER])
     assert rse == "BUFFER" and protocol["prefix"] == "/pnfs/f/raw"
     assert matching_rse("/pnfs/f/other/x.h5", [ARCHIVE, BUFFER])[0] == "ARCHIVE"
-    with pytest.raises(RuleError, match="no Rucio RSE holds /elsewhere/x.h5"):
+    with pytest.raises(RuleError, match=r"no Rucio RSE holds /elsewhere/x\.h5"):
         matching_rse("/elsewhere/x.h5", [ARCHIVE, BUFFER])
     assert matching_rse("/pnfs/f/rawdata/x", [BUFFER, ("ROOT", {**BUFFER[1], "prefix": "/"})])[0] == "ROOT"
 

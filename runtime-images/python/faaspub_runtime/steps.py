@@ -106,4 +106,3 @@ def write_record(step: Step, function: str, result: Mapping[str, Any]) -> str:
     """Write the record next to the data file; returns where (a path or URL)."""
     record = make_record(step, function, result)
     return write_output(step.data, record_suffix(function), json.dumps(record, indent=2, sort_keys=True))
-
