@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fakes.gitlab_fixture",
     "tests.fakes.openwhisk_fixture",
     "tests.fakes.dcache_fixture",
+    "tests.fakes.scicat_fixture",
     "tests.infra.rucio",
 ]

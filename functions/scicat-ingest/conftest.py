@@ -1,0 +1,1 @@
+# Makes scicat_ingest.py importable from tests/ with plain pytest.
