@@ -19,7 +19,8 @@ def main(params):
     print("hello from", params.get("name", "nobody"))
     print("to stderr", file=sys.stderr)
     return {"greeting": "hello " + params.get("name", "world"), "pid": os.getpid(),
-            "uid": os.getuid(), "version": os.environ.get("__OW_ACTION_VERSION")}
+            "uid": os.getuid(), "version": os.environ.get("__OW_ACTION_VERSION"),
+            "identity": {k: v for k, v in os.environ.items() if k.startswith("FAASPUB_FUNCTION_")}}
 """
 
 

@@ -70,6 +70,15 @@ def test_deploy_invoke_warm_reuse_and_logs(
     assert first.result["greeting"] == "hello ada"
     assert first.result["uid"] == 1000
     assert first.version == "1.0.0" and first.digest == release.image.digest
+    # The run knows which published version it is (faaspub_runtime.identity), and accounting its memory.
+    assert first.result["identity"] == {
+        "FAASPUB_FUNCTION_NAMESPACE": "grp",
+        "FAASPUB_FUNCTION_NAME": "hello",
+        "FAASPUB_FUNCTION_VERSION": "1.0.0",
+        "FAASPUB_FUNCTION_DIGEST": release.image.digest,
+        "FAASPUB_FUNCTION_IMAGE": release.image.pinned,
+    }
+    assert first.memory_mb == 256 and first.bytes_read is None
     assert any("stdout: hello from ada" in line for line in first.logs), first.logs
     assert any("stderr: to stderr" in line for line in first.logs), first.logs
 

@@ -95,6 +95,15 @@ def test_deploy_creates_versioned_action_and_alias_then_invoke_runs_the_code(
     assert annotation(versioned, "exec") == "blackbox"
     assert annotation(actions["xfel--spb/envy"], "faaspub-alias-of") == "1.2.0"
     assert all(secret not in str(a) for e in actions.values() for a in e["annotations"])
+    # The version's identity reaches the run as environment (init parameters), as on the local backend.
+    params = {p["key"]: p for p in versioned["parameters"]}
+    assert params["FAASPUB_FUNCTION_DIGEST"] == {
+        "key": "FAASPUB_FUNCTION_DIGEST",
+        "value": image.digest,
+        "init": True,
+    }
+    assert params["FAASPUB_FUNCTION_VERSION"]["value"] == "1.2.0"
+    assert params["FAASPUB_FUNCTION_IMAGE"]["value"] == image.pinned
 
     act = backend.invoke("xfel/spb", "envy", {"x": 1})
     assert act.status == "success", act

@@ -44,8 +44,6 @@ namespace = "{NAMESPACE}"
 state_dir = "{workdir / ".faaspub"}"
 [database]
 url = "sqlite:///{workdir / "faaspub.db"}"
-[registry]
-oci_layout = "{workdir / ".faaspub" / "oci"}"
 [storage.local]
 root = "{workdir / "data"}"
 [storage.dcache]

@@ -38,18 +38,19 @@ from tests.infra.containers import cache_root, require_tool
 from tests.infra.rucio import RucioServer
 from tests.stdfunctions.functions import load
 
-pytestmark = pytest.mark.containers
+# Each test publishes four functions (build, tests inside the image, deploy): minutes on a loaded machine.
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 
 # One build cache for both tests (and runs): the dependency layers (h5py, scitacean, rucio-clients)
 # are made once.
 BUILD_CACHE = cache_root() / "standard-functions"
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One facility folder for both tests: one runtime base, one private podman, two databases."""
     require_tool("podman")
-    folder = tmp_path / "facility"
-    folder.mkdir()
+    folder = tmp_path_factory.mktemp("facility")
     embedded.prepare(folder)
     try:
         yield folder
@@ -58,7 +59,12 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_each_standard_function_publishes_from_its_folder(workdir: Path) -> None:
-    env = {"FAASPUB_NAMESPACE": NAMESPACE, "FAASPUB_BUILD__CACHE_DIR": str(BUILD_CACHE)}
+    env = {
+        "FAASPUB_NAMESPACE": NAMESPACE,
+        "FAASPUB_BUILD__CACHE_DIR": str(BUILD_CACHE),
+        # Not the pipeline's database: these functions as they are point at example.org services.
+        "FAASPUB_DATABASE__URL": f"sqlite:///{workdir / 'as-published.db'}",
+    }
     for name in STEPS:
         published = publish_result(
             faaspub("publish", str(FUNCTIONS / name), "--json", cwd=workdir, env=env, timeout=600).stdout

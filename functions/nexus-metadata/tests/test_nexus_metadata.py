@@ -4,20 +4,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from faaspub_runtime.events import make_cloudevent
 from nexus_metadata import describe, main, write_nexus
 
 
 def storage_event(path: Path) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": "e1",
-        "source": "/faaspub/storage/local",
-        "type": "storage.object.created",
-        "subject": str(path),
-        "time": "2026-11-23T10:00:00Z",
-        "datacontenttype": "application/json",
-        "data": {"path": str(path), "size": path.stat().st_size, "url": path.as_uri(), "storage": "local"},
-    }
+    """The CloudEvent faaspub sends when ``path`` lands in a watched local folder."""
+    return make_cloudevent(
+        source="/faaspub/storage/local",
+        kind="created",
+        path=str(path),
+        size=path.stat().st_size,
+        checksum=None,
+        url=path.as_uri(),
+        event_id="e1",
+        time="2026-11-23T10:00:00Z",
+        storage="local",
+    )
 
 
 def test_nexus_entry_instrument_detector_and_sample(tmp_path: Path) -> None:
