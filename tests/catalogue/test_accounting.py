@@ -171,3 +171,39 @@ def test_bytes_read_comes_from_the_storage_event() -> None:
     assert bytes_of({**event, "type": "storage.object.deleted"}) is None
     assert bytes_of({"name": "x"}) is None
     assert bytes_of({**event, "data": {"size": True}}) is None
+
+
+@pytest.mark.postgres
+def test_days_are_utc_days_on_postgresql_too(pg_url: str, tmp_path: Any) -> None:
+    from publisher.accounting.usage import usage
+    from publisher.config import Settings
+    from publisher.core.context import Context
+
+    context = Context(Settings.model_validate({"state_dir": str(tmp_path), "database": {"url": pg_url}}))
+    try:
+        catalogue = Catalogue(context.sessions)
+        for i, (ns, fn, hours, ms, status, memory, read) in enumerate(RUNS):
+            run = Activation(
+                f"pg{i:03d}",
+                fn,
+                "1.0.0",
+                "sha256:" + "0" * 64,
+                DAY + timedelta(hours=hours),
+                ms,
+                status,
+                memory_mb=memory,
+                bytes_read=read,
+            )  # type: ignore[arg-type]
+            catalogue.store_activation(ns, run, new=True)
+        with context.sessions() as session:
+            rows = {(r.day.isoformat(), r.namespace, r.function): r for r in usage(session, namespace="xfel")}
+    finally:
+        context.engine.dispose()
+    assert set(rows) == {
+        ("2026-11-20", "xfel", "cxi-metadata"),
+        ("2026-11-21", "xfel", "cxi-metadata"),
+        ("2026-11-21", "xfel", "frame-stats"),
+    }
+    first = rows[("2026-11-20", "xfel", "cxi-metadata")]
+    assert (first.runs, first.failures, first.bytes_read) == (2, 1, 4_000_010)
+    assert first.gb_seconds == pytest.approx(0.5 * 1.75)
