@@ -129,9 +129,22 @@ class DcacheStorageSettings(Section):
 
 
 class S3StorageSettings(Section):
+    # Notifications (POST /hooks/s3) must carry this token: Bearer, Basic password or ?token=.
     webhook_token_file: str | None = None
     webhook_token: SecretStr | None = None
+    # The S3 API: data.url of events, and (with credentials_file) listings and presigned URLs.
     endpoint: str | None = None
+    region: str = "us-east-1"
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    verify_tls: bool = True
+    # AWS shared-credentials format; [profile] with aws_access_key_id and aws_secret_access_key.
+    credentials_file: str | None = None
+    profile: str = "default"
+    # namespace -> buckets (or bucket/prefix) its functions may bind; "*" applies to every namespace.
+    # Empty: any bucket storage.allowed_paths allows.
+    buckets: dict[str, list[str]] = Field(default_factory=dict)
+    reconcile_interval_s: float = Field(default=300.0, gt=0)
+    presign_expiry_s: int = Field(default=3600, ge=60, le=604800)
 
 
 class StorageSettings(Section):

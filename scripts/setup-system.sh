@@ -21,6 +21,11 @@ declare -A TOOLS=(
   [node]=nodejs
   [npm]=npm
   [psql]=postgresql-client
+  # Ceph RGW: a real S3 server with bucket notifications (tests/infra/ceph.py)
+  [ceph-mon]=ceph-mon
+  [ceph-osd]=ceph-osd
+  [radosgw]=radosgw
+  [ceph]=ceph-common
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.infra.containers",
+    "tests.infra.ceph",
     "tests.fakes.postgres_fixture",
     "tests.fakes.zenodo_fixture",
     "tests.fakes.gitlab_fixture",

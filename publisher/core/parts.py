@@ -131,7 +131,8 @@ EventSink = Callable[[StorageEvent], None]
 
 @runtime_checkable
 class TriggerSource(Protocol):
-    """A stream of storage events (local inotify, dCache SSE). S3 arrives through the webhook app."""
+    """A stream of storage events (local inotify, dCache SSE, S3 listings; S3 notifications arrive
+    through the webhook app)."""
 
     name: str
 

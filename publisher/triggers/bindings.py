@@ -84,14 +84,20 @@ def _within(path: str, prefix: str) -> bool:
     return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
+def _granted(namespace: str, grants: dict[str, list[str]]) -> list[str]:
+    return [*grants.get(namespace, []), *(grants.get("*", []) if namespace != "*" else [])]
+
+
 def check_allowed(namespace: str, triggers: Iterable[Any], settings: Settings) -> None:
     """Refuse a storage trigger outside ``storage.allowed_paths`` of ``namespace`` (or of ``"*"``).
 
     ``triggers`` may hold :class:`StorageTrigger`, manifest trigger entries, or HTTP entries (ignored).
-    S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``, so the default ``"/"`` allows all.
+    S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``, so the default ``"/"`` allows all;
+    when ``storage.s3.buckets`` is configured they must also lie in one of the namespace's buckets
+    there (the buckets the S3 source lists), by the same prefix rule.
     """
-    allowed = settings.storage.allowed_paths
-    prefixes = [*allowed.get(namespace, []), *(allowed.get("*", []) if namespace != "*" else [])]
+    prefixes = _granted(namespace, settings.storage.allowed_paths)
+    buckets = settings.storage.s3.buckets
     for trigger in triggers:
         storage = getattr(trigger, "storage", trigger)  # a manifest entry or the trigger itself
         if not isinstance(storage, StorageTrigger):
@@ -103,6 +109,14 @@ def check_allowed(namespace: str, triggers: Iterable[Any], settings: Settings) -
                 f"{namespace!r} may bind: {', '.join(prefixes) or 'none'}",
                 hint="bind a path under one of those prefixes, or ask the operator to extend "
                 "storage.allowed_paths in the configuration",
+            )
+        own = _granted(namespace, buckets)
+        if storage.source == "s3" and buckets and not any(_within(path, "/" + b.lstrip("/")) for b in own):
+            raise FaaspubError(
+                f"s3 trigger path {storage.path!r} is outside the buckets namespace {namespace!r} may bind: "
+                f"{', '.join(own) or 'none'}",
+                hint="bind a bucket (or bucket/prefix) listed for the namespace in storage.s3.buckets, "
+                "or ask the operator to add it there",
             )
 
 

@@ -26,11 +26,12 @@ def function_path(event: StorageEvent) -> str:
     return event.path
 
 
-def storage_cloudevent(event: StorageEvent, event_id: str) -> dict[str, Any]:
+def storage_cloudevent(event: StorageEvent, event_id: str, url: str | None = None) -> dict[str, Any]:
     """``type`` is ``storage.object.created|deleted``, ``subject`` the full path.
 
     ``event_id`` is deterministic for (event, function version), so a function that sees the same
-    ``id`` twice (a redelivery after a crash) can recognise it.
+    ``id`` twice (a redelivery after a crash) can recognise it. ``url`` replaces the event's own
+    ``data.url`` (a presigned URL for an S3 object).
     """
     return make_cloudevent(
         source=f"/faaspub/storage/{event.source}",
@@ -38,7 +39,7 @@ def storage_cloudevent(event: StorageEvent, event_id: str) -> dict[str, Any]:
         path=function_path(event),
         size=event.size,
         checksum=event.checksum,
-        url=event.url,
+        url=url or event.url,
         event_id=event_id,
         time=event.time.isoformat().replace("+00:00", "Z"),
         storage=event.source,

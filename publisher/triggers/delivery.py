@@ -72,19 +72,25 @@ class Fires(Protocol):
     def fire(self, namespace: str, function: str, event: Mapping[str, Any]) -> str | None: ...
 
 
+UrlFor = Callable[[StorageEvent], str | None]
+
+
 class NotDelivered(Exception):
     """The backend took the event but nothing will run it (no active rule): try again later."""
 
 
-def send(backend: Fires, claimed: Claimed) -> str:
+def send(backend: Fires, claimed: Claimed, url_for: UrlFor | None = None) -> str:
     """Hand one event to the function through the backend (OpenWhisk: fire its trigger; local:
     invoke it); returns the activation id.
 
     The CloudEvent ``id`` is the delivery's deterministic ``cause``, which backends record on the
     activation: that is how a deliverer restarted after a crash finds a run that already happened.
+    ``url_for`` gives the URL the function reads the file from (a presigned S3 URL, made now so
+    that it is fresh whenever the delivery happens); by default the event's own.
     """
+    url = url_for(claimed.event) if url_for else claimed.event.url
     activation = backend.fire(
-        claimed.namespace, claimed.function, storage_cloudevent(claimed.event, claimed.cause)
+        claimed.namespace, claimed.function, storage_cloudevent(claimed.event, claimed.cause, url)
     )
     if activation is None:
         raise NotDelivered(f"no active rule runs {claimed.function} for storage events")
@@ -112,9 +118,11 @@ class Deliverer:
         backoff_cap_s: float = 300.0,
         poll_s: float = 0.2,
         wakeup: threading.Event | None = None,
+        url_for: UrlFor | None = None,
     ) -> None:
         self._sessions = sessions
         self._backend = backend
+        self._url_for = url_for
         self.threads = threads
         self.batch = batch
         self.concurrency = concurrency
@@ -222,7 +230,7 @@ class Deliverer:
     def _deliver(self, claimed: Claimed) -> Outcome:
         metrics.LAG.observe(max(0.0, time.time() - claimed.event.time.timestamp()))
         try:
-            return Outcome(claimed, activation_id=send(self._backend, claimed))
+            return Outcome(claimed, activation_id=send(self._backend, claimed, self._url_for))
         except Exception as exc:  # any backend failure is retried; the message is kept for operators
             log.warning("delivery of %s to %s failed: %s", claimed.event.path, claimed.function, exc)
             return Outcome(claimed, error=f"{type(exc).__name__}: {exc}"[:2000])

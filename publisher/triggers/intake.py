@@ -99,6 +99,14 @@ class Intake:
         self.bindings = bindings
         # Deliverers in this process wait on this instead of polling the database.
         self.wakeup = threading.Event()
+        self._missed: dict[str, threading.Event] = {}
+        self._missed_lock = threading.Lock()
+
+    def missed(self, source: str) -> threading.Event:
+        """Set when events of ``source`` may have been lost on the way in (a notification refused
+        or not stored): that source's reconciler lists again soon."""
+        with self._missed_lock:
+            return self._missed.setdefault(source, threading.Event())
 
     def __call__(self, event: StorageEvent) -> None:
         self.accept([event])
@@ -129,6 +137,20 @@ class Intake:
             metrics.reject("duplicate", matched - len(new))
         items = [(row_id, bound[digest][0].key(), bound[digest][1]) for digest, row_id in new.items()]
         return len(add_many_deliveries(session, items))
+
+    def unseen(self, events: Sequence[StorageEvent]) -> list[StorageEvent]:
+        """Those of ``events`` some function is bound to and the inbox does not hold yet.
+
+        Only reads: a listing reports every object again at each reconcile, and filtering them
+        here keeps it from taking the database's write lock for objects it already has.
+        """
+        bindings = self.bindings.current()
+        bound = {key_hash(e.key()): e for e in events if match(e, bindings)}
+        if not bound:
+            return []
+        with self._sessions() as session:
+            known = set(session.scalars(select(EventRow.key_hash).where(EventRow.key_hash.in_(bound))))
+        return [event for digest, event in bound.items() if digest not in known]
 
     def notify(self, queued: int) -> None:
         """Wake this process's deliverers once new deliveries are committed."""

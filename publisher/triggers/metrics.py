@@ -7,6 +7,11 @@ from prometheus_client import Counter, Histogram
 RECEIVED = Counter(
     "faaspub_storage_events_received_total", "Storage events received from a source", ["source"]
 )
+RECOVERED = Counter(
+    "faaspub_storage_events_recovered_total",
+    "Events a reconciling listing found that no notification had brought",
+    ["source"],
+)
 DELIVERED = Counter("faaspub_storage_events_delivered_total", "Event deliveries that reached the backend")
 RETRIED = Counter("faaspub_storage_events_retried_total", "Event deliveries put back for another attempt")
 DEAD_LETTERED = Counter(

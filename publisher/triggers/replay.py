@@ -28,6 +28,7 @@ from publisher.triggers.dcache_api import DcacheClient, auth_from_settings
 from publisher.triggers.delivery import Deliverer, outstanding
 from publisher.triggers.intake import add_deliveries, event_row_id
 from publisher.triggers.local import LocalDirectorySource, file_state
+from publisher.triggers.s3_api import S3Api
 from publisher.triggers.store import DeliveryRow, LedgerRow, key_hash
 
 BATCH = 500
@@ -166,7 +167,8 @@ def _queue(context: Context, events: list[StorageEvent], target: Binding, report
 
 def drain(context: Context, report: ReplayReport, timeout_s: float = 600.0) -> ReplayReport:
     """Deliver the replay's events in this process (a running service would share the work)."""
-    deliverer = Deliverer(context.sessions, context.backend)
+    s3 = S3Api(context.settings.storage.s3)
+    deliverer = Deliverer(context.sessions, context.backend, url_for=s3.url_for)
     deadline = time.monotonic() + timeout_s
     ids = report.deliveries
     while ids and time.monotonic() < deadline:

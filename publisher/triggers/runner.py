@@ -2,7 +2,8 @@
 
 ``faaspub serve`` runs it in a background thread (``run_triggers(context, stop)``); a separate worker
 process may run it too: deliverers share the outbox through leases. Run the dCache source in only
-one process, because dCache allows one consumer per channel.
+one process, because dCache allows one consumer per channel. S3 notifications arrive through the
+webhook app (``/hooks/s3``); the S3 source here reconciles by listing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from publisher.triggers.dcache_api import DcacheClient, auth_from_settings
 from publisher.triggers.delivery import Deliverer
 from publisher.triggers.intake import Intake
 from publisher.triggers.local import LocalDirectorySource
+from publisher.triggers.s3_api import S3Api
+from publisher.triggers.s3_source import S3Source
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,14 @@ def intake_for(context: Context) -> Intake:
         return intake
 
 
-def sources(context: Context, intake: Intake) -> list[TriggerSource]:
-    """The local directory always; dCache when ``storage.dcache.url`` is set."""
+def sources(context: Context, intake: Intake, s3: S3Api | None = None) -> list[TriggerSource]:
+    """The local directory always; dCache when ``storage.dcache.url`` is set; S3 listings when
+    ``storage.s3`` has an endpoint and credentials (notifications arrive on ``/hooks/s3`` anyway)."""
     storage = context.settings.storage
     found: list[TriggerSource] = [LocalDirectorySource(storage.local.root)]
+    s3 = s3 or S3Api(storage.s3)
+    if s3.configured:
+        found.append(S3Source(s3, intake, reconcile_s=storage.s3.reconcile_interval_s))
     if storage.dcache.url:
         client = DcacheClient(
             storage.dcache.url,
@@ -88,7 +95,10 @@ def run_triggers(
     process consumes the sources (dCache allows one consumer per channel).
     """
     intake = intake_for(context)
-    deliverer = deliverer or Deliverer(context.sessions, context.backend, wakeup=intake.wakeup)
+    s3 = S3Api(context.settings.storage.s3)
+    deliverer = deliverer or Deliverer(
+        context.sessions, context.backend, wakeup=intake.wakeup, url_for=s3.url_for
+    )
     threads = [
         threading.Thread(
             target=supervise,
@@ -96,7 +106,7 @@ def run_triggers(
             name=f"source-{source.name}",
             daemon=True,
         )
-        for source in (sources(context, intake) if with_sources else [])
+        for source in (sources(context, intake, s3) if with_sources else [])
     ]
     threads.append(
         threading.Thread(

@@ -88,3 +88,32 @@ def test_default_allows_everything_including_s3_buckets() -> None:
     check_allowed("any", [StorageTrigger(source="s3", path="bucket/raw")], Settings())
     with pytest.raises(FaaspubError, match="bucket/raw"):
         check_allowed("any", [StorageTrigger(source="s3", path="bucket/raw")], settings({"*": ["/other"]}))
+
+
+def test_s3_bindings_stay_inside_the_namespace_buckets() -> None:
+    """With storage.s3.buckets, a namespace binds only its buckets (or prefixes of them) and
+    storage.allowed_paths still applies."""
+    configured = Settings.model_validate(
+        {
+            "storage": {
+                "allowed_paths": {"xfel": ["/"], "*": ["/shared"]},
+                "s3": {"buckets": {"xfel": ["xfel-raw", "proc/xfel"], "*": ["shared"]}},
+            }
+        }
+    )
+    for path in ("xfel-raw", "xfel-raw/SPB/run 1", "proc/xfel/out", "shared/x"):
+        check_allowed("xfel", [StorageTrigger(source="s3", path=path)], configured)
+    check_allowed("desy", [StorageTrigger(source="s3", path="shared/in")], configured)
+    refused = {
+        ("xfel", "xfel-raw2"): "buckets namespace 'xfel' may bind: xfel-raw, proc/xfel, shared",
+        ("xfel", "proc"): "outside the buckets",  # the bucket, but not the prefix it was given
+        ("xfel", "proc/xfel2/a"): "outside the buckets",
+        ("desy", "xfel-raw/SPB"): "outside the paths namespace 'desy' may bind: /shared",
+        ("desy", "shared2"): "outside the paths",
+    }
+    for (namespace, path), message in refused.items():
+        with pytest.raises(FaaspubError, match=re.escape(message)) as caught:
+            check_allowed(namespace, [StorageTrigger(source="s3", path=path)], configured)
+        assert repr(path) in caught.value.message
+    # Buckets say nothing about other sources.
+    check_allowed("xfel", [StorageTrigger(source="dcache", path="/pnfs/x")], configured)

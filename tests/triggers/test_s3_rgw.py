@@ -1,0 +1,141 @@
+"""S3 triggers against a real Ceph RGW: its notifications, keys, multipart uploads, deletes, tokens,
+and the listings that recover what its fire-and-forget notifications lose."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from boto3.s3.transfer import TransferConfig
+from sqlalchemy import func, select
+
+from publisher.db.models import WebhookDelivery
+from publisher.triggers.runner import intake_for
+from publisher.triggers.s3_api import S3Api
+from publisher.triggers.s3_source import Prefix, S3Source
+from publisher.triggers.store import DeliveryRow
+from tests.infra.ceph import CephRgw
+from tests.triggers.s3_bed import TOKEN, S3Bed, make_bed
+
+AWKWARD = {
+    "a+b+c.txt": b"plus",
+    "100%25 done %.txt": b"percent",
+    "dir with space/\u00fcn\u00ef+c\u00f6d\u00e9&x=1.txt": b"unicode",
+    "deep/1/2/3/4/5/6/7/8/9/ten levels?#frag.h5": b"deep",
+    "q&a=1;b=2/@!$'()*,.txt": b"punctuation",
+}
+
+
+@pytest.fixture
+def bed(tmp_path: Path, ceph_rgw: CephRgw) -> Iterator[S3Bed]:
+    bed = make_bed(tmp_path, ceph_rgw)
+    yield bed
+    bed.context.engine.dispose()
+
+
+def listed_again(bed: S3Bed) -> int:
+    """Reconcile the whole bucket now; the number of deliveries that added (should be none)."""
+    with bed.context.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(DeliveryRow))
+    intake = intake_for(bed.context)
+    source = S3Source(S3Api(bed.context.settings.storage.s3), intake)
+    assert source.reconcile(Prefix(bed.bucket, "", True), intake)
+    with bed.context.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(DeliveryRow)) or 0) - int(before or 0)
+
+
+def test_awkward_keys_run_once_each_with_the_exact_key(bed: S3Bed) -> None:
+    """RGW sends keys as stored; each object runs once, and its presigned URL reads it without
+    credentials (what a function does with ``data.url``)."""
+    bed.bind("fn")
+    with bed.running():
+        bed.rgw.notify(bed.bucket, f"{bed.hook}?token={TOKEN}")
+        for key, body in AWKWARD.items():
+            bed.put(key, body)
+        bed.wait_runs(len(AWKWARD))
+        assert listed_again(bed) == 0  # notified and listed: the same objects
+    expected = {("storage.object.created", f"{bed.bucket}/{key}"): 1 for key in AWKWARD}
+    assert bed.runs() == expected
+    for event in bed.events():
+        key = event["subject"].removeprefix(f"{bed.bucket}/")
+        assert event["data"]["path"] == event["subject"]
+        assert event["data"]["storage"] == "s3"
+        assert event["data"]["url"].startswith(f"{bed.rgw.endpoint}/{bed.bucket}/{quote(key)}?")
+        assert "X-Amz-Signature=" in event["data"]["url"]
+        read = requests.get(event["data"]["url"], timeout=10)  # no credentials of any kind
+        assert read.status_code == 200 and read.content == AWKWARD[key], key
+
+
+def test_multipart_copy_and_delete_map_to_created_and_deleted(bed: S3Bed) -> None:
+    bed.bind("on-created", "in")
+    bed.bind("on-deleted", "in", events=["deleted"])
+    s3 = bed.rgw.client()
+    with bed.running():
+        bed.rgw.notify(bed.bucket, f"{bed.hook}?token={TOKEN}")
+        parts = TransferConfig(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20)
+        s3.upload_fileobj(io.BytesIO(b"m" * (11 * 2**20)), bed.bucket, "in/multi.bin", Config=parts)
+        s3.copy_object(
+            Bucket=bed.bucket, Key="in/copy.bin", CopySource={"Bucket": bed.bucket, "Key": "in/multi.bin"}
+        )
+        bed.wait_runs(2, "on-created")
+        s3.delete_object(Bucket=bed.bucket, Key="in/copy.bin")
+        bed.wait_runs(1, "on-deleted")
+        assert listed_again(bed) == 0
+    multi, copy = f"{bed.bucket}/in/multi.bin", f"{bed.bucket}/in/copy.bin"
+    assert bed.runs("on-created") == {
+        ("storage.object.created", multi): 1,
+        ("storage.object.created", copy): 1,
+    }
+    assert bed.runs("on-deleted") == {("storage.object.deleted", copy): 1}
+    created = {e["subject"]: e["data"] for e in bed.events("on-created")}
+    assert created[multi]["size"] == 11 * 2**20
+    assert created[multi]["checksum"].startswith("etag:") and created[multi]["checksum"].endswith("-3")
+
+
+def test_objects_uploaded_while_the_service_was_down_run_once_after_start(bed: S3Bed) -> None:
+    """RGW's topic points at the service, which is not running: every upload succeeds, every
+    notification is lost. The start-up listing runs them; later uploads arrive as notifications."""
+    bed.bind("fn", "runs")
+    bed.rgw.notify(bed.bucket, f"{bed.hook}?token={TOKEN}")
+    missed = [f"runs/early-{n:02d}.dat" for n in range(12)]
+    for key in missed:
+        bed.put(key, key.encode())
+    bed.put("elsewhere/not-bound.dat", b"x")
+    with bed.running():
+        bed.wait_runs(len(missed))
+        bed.put("runs/late.dat", b"late")
+        bed.wait_runs(len(missed) + 1)
+    subjects = [f"{bed.bucket}/{key}" for key in [*missed, "runs/late.dat"]]
+    assert bed.runs() == {("storage.object.created", subject): 1 for subject in subjects}
+
+
+def test_a_wrong_token_is_refused_recorded_and_the_object_still_runs(bed: S3Bed) -> None:
+    """A topic whose token is wrong gets 401 for every notification; the refusal is a gap the
+    source closes by listing, and the token appears nowhere."""
+    bed.bind("fn")
+    with bed.running():
+        bed.rgw.notify(bed.bucket, f"{bed.hook}?token=not-the-token")
+        bed.put("refused.dat", b"x")
+        bed.wait_runs(1, timeout=20)
+    assert bed.runs() == {("storage.object.created", f"{bed.bucket}/refused.dat"): 1}
+    with bed.context.sessions() as session:
+        rows = session.execute(select(WebhookDelivery.outcome, WebhookDelivery.detail)).all()
+    assert [tuple(row) for row in rows] == [("unauthorized", "wrong token")]
+
+
+def test_basic_auth_from_an_rgw_topic(bed: S3Bed) -> None:
+    """RGW sends ``Authorization: Basic`` for a ``user:password@`` endpoint (a topic created over
+    HTTPS); the token is the password."""
+    bed.bind("fn")
+    with bed.running():
+        endpoint = bed.hook.replace("http://", f"http://rgw:{TOKEN}@")
+        bed.rgw.notify(bed.bucket, endpoint, basic_auth=True)
+        bed.put("basic.dat", b"x")
+        bed.wait_runs(1)
+    with bed.context.sessions() as session:
+        outcomes = session.scalars(select(WebhookDelivery.outcome)).all()
+    assert outcomes == ["queued"]  # the notification itself, not a listing, brought it
