@@ -3,7 +3,7 @@
 Notifications (``POST /hooks/s3``) are the fast path, but S3 servers lose them: Ceph RGW's default
 topics make one attempt and drop the event when faaspub is down, slow or answers 5xx; MinIO drops
 them without a ``queue_dir``. So the source lists every bound ``bucket/prefix`` (``ListObjectsV2``,
-paginated) at start-up, whenever a gap shows (a notification refused or not stored, a listing that
+paginated) at start-up (twice: see ``relist_after_start_s``), whenever a gap shows (a notification refused or not stored, a listing that
 failed), for each newly bound prefix, and every ``reconcile_interval_s``. Listed objects go through
 the same intake as notifications with the same identity (bucket, key, ETag:
 :func:`publisher.triggers.s3.object_event`), so an object both notified and listed runs once.
@@ -66,12 +66,16 @@ class S3Source:
         reconcile_s: float = 300.0,
         rebind_s: float = 2.0,
         min_gap_s: float = 1.0,
+        relist_after_start_s: float = 5.0,
     ) -> None:
         self.api = api
         self.intake = intake
         self.reconcile_s = reconcile_s
         self.rebind_s = rebind_s  # how soon a newly bound prefix is listed
         self.min_gap_s = min_gap_s  # at most one gap-triggered listing this often
+        # The service starts listening only after its sources started: an object uploaded in
+        # between lost its notification and may have been passed by the first listing.
+        self.relist_after_start_s = relist_after_start_s
         self.missed = intake.missed("s3")
         self.listed: set[Prefix] = set()
         self._stop: Callable[[], bool] = lambda: False
@@ -82,14 +86,15 @@ class S3Source:
 
     def run(self, sink: EventSink, stop: Callable[[], bool]) -> None:
         self._stop = stop
-        everything_at = 0.0  # start-up: list everything bound
+        everything_at = 0.0  # start-up: list everything bound, and again once the service listens
+        interval = self.relist_after_start_s
         retry_s = self.min_gap_s
         while not stop():
             wanted = self.bound()
             if self.missed.is_set() or time.monotonic() >= everything_at:
                 self.missed.clear()
                 todo, self.listed = wanted, set()
-                everything_at = time.monotonic() + self.reconcile_s
+                everything_at, interval = time.monotonic() + interval, self.reconcile_s
             else:
                 todo = wanted - self.listed
             failed = [p for p in sorted(todo) if not self.reconcile(p, sink)]
