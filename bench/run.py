@@ -19,7 +19,19 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-AREAS = ("runtime", "oci", "build", "backends", "triggers", "archive", "webhooks", "catalogue", "ci", "e2e")
+AREAS = (
+    "runtime",
+    "oci",
+    "build",
+    "backends",
+    "triggers",
+    "s3",
+    "archive",
+    "webhooks",
+    "catalogue",
+    "ci",
+    "e2e",
+)
 
 
 def _load(area: str) -> Any:

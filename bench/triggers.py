@@ -41,13 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy import func, select
 
+from bench.containers import percentile, podman_local_backend, wait_started, warm
 from publisher.backends import naming
-from publisher.backends.local import LocalBackend
 from publisher.backends.openwhisk import OpenWhiskBackend
 from publisher.config import Settings
 from publisher.core.context import Context
 from publisher.core.types import StorageEvent
-from publisher.db.models import ActivationRecord
 from publisher.triggers import metrics
 from publisher.triggers.bindings import BindingCache
 from publisher.triggers.cloudevents import storage_cloudevent
@@ -61,16 +60,6 @@ from tests.triggers.conftest import publish_rows
 
 COMMAND = "python bench/triggers.py"
 FUNCTION = "bench"
-# The function of the latency run: notes when it started; ``warm`` keeps it busy so pools grow.
-STARTED = """
-import time
-
-
-def main(event):
-    started = time.time()
-    time.sleep(event.get("warm", 0))
-    return {"started": started, "subject": event.get("subject")}
-"""
 
 
 def _context(tmp: Path, **settings: Any) -> Context:
@@ -339,72 +328,15 @@ def bridge_share(n: int) -> list[float]:
         return [clock.started[p] - t for p, t in closed.items() if p in clock.started]
 
 
-@contextmanager
-def _podman_local_backend(tmp: Path) -> Iterator[tuple[Context, LocalBackend]]:
-    """A local backend on a private podman service with the ``STARTED`` function deployed and bound."""
-    from publisher.oci.registry import RegistryClient
-    from publisher.podman import start_service, write_config
-    from publisher.runtime.base import BASE_REPOSITORY, build_base
-    from tests.backends.images import build_function_image, make_release
-    from tests.infra.containers import BaseImage, cache_root, start_registry
-
-    registry = start_registry(tmp / "registry")
-    podman_env = write_config(tmp / "podman", [registry.host])
-    sock = tmp / "podman.sock"
-    service = start_service(podman_env, sock, tmp / "podman-service.log", idle_exit_s=0)
-    backend: LocalBackend | None = None
-    try:
-        built = build_base("3.11", RegistryClient(registry.url, insecure=True), cache_dir=cache_root())
-        base = BaseImage(f"{registry.host}/{BASE_REPOSITORY}", built.tag, built.digest, registry)
-        image = build_function_image(base, "started", "1.0.0", STARTED)
-        settings = {
-            "state_dir": str(tmp / "state"),
-            "database": {"url": f"sqlite:///{tmp / 'faaspub.db'}"},
-            "registry": {"insecure": True},
-            "backend": {
-                "kind": "local",
-                "local": {"engine": "docker", "docker_host": f"unix://{sock}", "idle_timeout_s": 3600},
-            },
-            "storage": {"local": {"root": str(tmp / "data")}},
-            "secrets": {"dir": str(tmp / "secrets")},
-        }
-        context = Context(Settings.model_validate(settings))
-        local = context.backend
-        assert isinstance(local, LocalBackend)
-        backend = local
-        trigger = {"storage": {"source": "local", "path": "/incoming", "match": "*.h5"}}
-        release = make_release("started", "1.0.0", image, triggers=[trigger])
-        local.deploy(release)
-        local.bind(release, release.source.manifest.storage_triggers())
-        yield context, local
-    finally:
-        if backend is not None:
-            backend.close()
-        env = {**os.environ, **podman_env}
-        subprocess.run(["podman", "rm", "--all", "--force", "--time", "0"], env=env, capture_output=True)
-        service.terminate()
-        service.wait(timeout=10)
-        subprocess.run(["podman", "rmi", "--all", "--force"], env=env, capture_output=True)
-        registry.stop()
-
-
 def close_to_start(n: int, spacing_s: float) -> tuple[list[float], float]:
     """Seconds from a file's close to the handler's start in a warm podman container, for ``n`` files
     written ``spacing_s`` apart; and the seconds the set-up (registry, images, warm pool) took."""
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="faaspub-bench-triggers-") as name:
         tmp = Path(name)
-        with _podman_local_backend(tmp) as (context, backend):
-            # Warm every instance the pool may use: concurrent runs that stay busy a moment.
-            namespace = backend.functions()[0].namespace
-            with ThreadPoolExecutor(backend.max_instances) as pool:
-                list(
-                    pool.map(
-                        lambda _: backend.invoke(namespace, "started", {"warm": 1.0}),
-                        range(backend.max_instances),
-                    )
-                )
-            assert backend.warm_instances(namespace, "started") == backend.max_instances
+        trigger = {"source": "local", "path": "/incoming", "match": "*.h5"}
+        with podman_local_backend(tmp, trigger) as (context, backend):
+            warm(backend)
             incoming = Path(context.settings.storage.local.root) / "incoming"
             incoming.mkdir(parents=True)
             stop = threading.Event()
@@ -414,30 +346,11 @@ def close_to_start(n: int, spacing_s: float) -> tuple[list[float], float]:
             setup = time.monotonic() - began
             try:
                 closed = _write_files(incoming, n, spacing_s)
-                started = _wait_started(context, n)
+                started = wait_started(context, n)
             finally:
                 stop.set()
                 consumer.join(timeout=15)
     return [started[path] - t for path, t in closed.items() if path in started], setup
-
-
-def _wait_started(context: Context, n: int, timeout_s: float = 60.0) -> dict[str, float]:
-    """Handler start times by file path, once ``n`` runs succeeded (or the timeout passed)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with context.sessions() as session:
-            results = session.scalars(
-                select(ActivationRecord.result).where(ActivationRecord.status == "success")
-            ).all()
-        started = {r["subject"]: r["started"] for r in results if isinstance(r, dict) and r.get("subject")}
-        if len(started) >= n or time.monotonic() > deadline:
-            return started
-        time.sleep(0.1)
-
-
-def _pct(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
 def _rate_row(metric: str, found: dict[str, Any], peer: str) -> dict[str, Any]:
@@ -463,7 +376,7 @@ def _latency_rows(what: str, lags: list[float], **extra: Any) -> list[dict[str, 
     return [
         {
             "metric": f"file close -> function start, {name} ({what}, {len(lags)} files)",
-            "value": round(_pct(lags, pct) * 1000, 1),
+            "value": round(percentile(lags, pct) * 1000, 1),
             "unit": "ms",
             "command": COMMAND,
             "goal": "p99 < 250 ms with warm containers",
