@@ -31,6 +31,18 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class WithoutQuery(logging.Filter):
+    """Drops the query string from uvicorn's access lines: push endpoints of S3 servers carry the
+    webhook token there (``/hooks/s3?token=…``), and a token must never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access: (client address, method, path with query, HTTP version, status)
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 2 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, ids, exception."""
 
@@ -77,6 +89,14 @@ def configure_logging(log_format: str = "text", level: int = logging.INFO) -> No
     handler._faaspub = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    hide_query_strings()
+
+
+def hide_query_strings() -> None:
+    """Keep query strings out of uvicorn's access log, however uvicorn was started (idempotent)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, WithoutQuery) for f in access.filters):
+        access.addFilter(WithoutQuery())
 
 
 @contextmanager

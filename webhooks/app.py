@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from publisher import __version__
 from publisher.core.context import Context
 from publisher.errors import FaaspubError
+from publisher.logs import hide_query_strings
 
 log = logging.getLogger("faaspub.service")
 
@@ -63,6 +64,7 @@ def _start_background(context: Context, stop: threading.Event) -> list[threading
 def create_app(context: Context | None = None, background: bool = False) -> FastAPI:
     """The service app. ``background=True`` also runs release workers and storage-event consumers."""
     context = context or Context()
+    hide_query_strings()  # webhook tokens may travel in query strings (S3 push endpoints)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

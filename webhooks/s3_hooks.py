@@ -109,7 +109,7 @@ def _handle(context: Context, body: bytes | None, started: float) -> JSONRespons
     try:
         parsed = parse(body, context.settings.storage.s3.endpoint)
     except S3BodyError as exc:
-        log.warning("S3 notification rejected: %s", exc)
+        log.warning("S3 notification not stored (%s); see GET /api/v1/deliveries", exc.reason)
         metrics.reject(exc.reason)
         if exc.reason == "not_json":
             intake.missed("s3").set()

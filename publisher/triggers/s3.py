@@ -152,10 +152,10 @@ def record_event(record: dict[str, Any], endpoint: str | None = None) -> Storage
 def _unwrap_sns(data: dict[str, Any]) -> dict[str, Any]:
     """The S3 body inside an SNS HTTP(S) delivery; other bodies as they are."""
     if data.get("Type") == "SubscriptionConfirmation":
+        arn, token = data.get("TopicArn", "?"), data.get("Token", "?")
         raise S3BodyError(
             "sns_subscription",
-            "SNS subscription confirmation: confirm it with `aws sns confirm-subscription` and the "
-            "Token of this delivery's body",
+            f"SNS subscription confirmation: aws sns confirm-subscription --topic-arn {arn} --token {token}",
             body=data,
         )
     if data.get("Type") == "Notification" and isinstance(data.get("Message"), str):

@@ -3,12 +3,12 @@
 Notifications (``POST /hooks/s3``) are the fast path, but S3 servers lose them: Ceph RGW's default
 topics make one attempt and drop the event when faaspub is down, slow or answers 5xx; MinIO drops
 them without a ``queue_dir``. So the source lists every bound ``bucket/prefix`` (``ListObjectsV2``,
-paginated) at start-up (twice: see ``relist_after_start_s``), whenever a gap shows (a notification refused or not stored, a listing that
-failed), for each newly bound prefix, and every ``reconcile_interval_s``. Listed objects go through
-the same intake as notifications with the same identity (bucket, key, ETag:
-:func:`publisher.triggers.s3.object_event`), so an object both notified and listed runs once.
-S3 lists only complete objects (a multipart upload appears when it completes), so a listing never
-announces an object still being written.
+paginated) at start-up (twice: see ``relist_after_start_s``), whenever a gap shows (a notification
+refused or not stored, a listing that failed), for each newly bound prefix, and every
+``reconcile_interval_s``. Listed objects go through the same intake as notifications with the same
+identity (bucket, key, ETag: :func:`publisher.triggers.s3.object_event`), so an object both
+notified and listed runs once. S3 lists only complete objects (a multipart upload appears when it
+completes), so a listing never announces an object still being written.
 """
 
 from __future__ import annotations

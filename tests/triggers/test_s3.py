@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import threading
 from base64 import b64encode
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
+import requests
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import assume, given
@@ -26,8 +30,10 @@ from publisher.db.models import WebhookDelivery
 from publisher.triggers import s3
 from publisher.triggers.runner import intake_for
 from publisher.triggers.store import EventRow
-from tests.triggers.conftest import Publish, make_settings
+from tests.infra.ceph import free_port
+from tests.triggers.conftest import Publish, make_settings, wait_for
 from webhooks import s3_hooks
+from webhooks.app import create_app
 
 TOKEN = "s3-hook-token-77"
 
@@ -278,13 +284,21 @@ def test_sns_envelope_is_unwrapped_and_a_confirmation_kept_for_the_operator(
     }
     assert post(client, envelope).json()["queued"] == 1
     assert [path for path, *_ in stored(context)] == ["raw/run 2/a.h5"]
-    confirmation = {"Type": "SubscriptionConfirmation", "Token": "2336412f37", "SubscribeURL": "https://x"}
+    confirmation = {
+        "Type": "SubscriptionConfirmation",
+        "TopicArn": "arn:aws:sns:eu-central-1:123456789012:faaspub",
+        "Token": "2336412f37",
+        "SubscribeURL": "https://sns.eu-central-1.amazonaws.com/?Action=ConfirmSubscription",
+    }
     answer = post(client, confirmation)
     assert answer.status_code == 200 and answer.json()["outcome"] == "ignored"
     with context.sessions() as session:
         last = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id.desc())).first()
     assert last is not None and last.body == confirmation
-    assert "aws sns confirm-subscription" in (last.detail or "")
+    assert last.detail == (
+        "SNS subscription confirmation: aws sns confirm-subscription "
+        "--topic-arn arn:aws:sns:eu-central-1:123456789012:faaspub --token 2336412f37"
+    )
 
 
 def test_folder_markers_and_unreadable_records(client: TestClient, context: Context) -> None:
@@ -295,3 +309,29 @@ def test_folder_markers_and_unreadable_records(client: TestClient, context: Cont
     assert stored(context) == []
     assert "new folder/ is a folder marker" in (outcomes(context)[-1][1] or "")
     assert intake_for(context).missed("s3").is_set()
+
+
+def test_the_query_token_never_reaches_uvicorns_access_log(tmp_path: Path, context: Context) -> None:
+    """uvicorn logs each request's path with its query string; an S3 push endpoint carries the
+    token there. The app keeps it out, whichever way uvicorn was started (here: access log on)."""
+    context.settings = make_settings(tmp_path, s3={"webhook_token": TOKEN})
+    lines: list[str] = []
+    collect = logging.Handler()
+    collect.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    port = free_port()
+    config = uvicorn.Config(create_app(context), host="127.0.0.1", port=port, log_level="info")
+    server = uvicorn.Server(config)  # the default log configuration, access log included
+    logging.getLogger("uvicorn.access").addHandler(collect)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, what="uvicorn")
+        answer = requests.post(f"http://127.0.0.1:{port}/hooks/s3?token={TOKEN}", json=MINIO, timeout=10)
+        assert answer.status_code == 200
+        wait_for(lambda: lines, what="the access log line")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        logging.getLogger("uvicorn.access").removeHandler(collect)
+    assert any('"POST /hooks/s3 HTTP/1.1" 200' in line for line in lines), lines
+    assert not [line for line in lines if TOKEN in line or "token=" in line]

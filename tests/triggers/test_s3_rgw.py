@@ -4,6 +4,7 @@ and the listings that recover what its fire-and-forget notifications lose."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -14,9 +15,10 @@ from boto3.s3.transfer import TransferConfig
 from sqlalchemy import func, select
 
 from publisher.db.models import WebhookDelivery
+from publisher.triggers import s3_api
 from publisher.triggers.runner import intake_for
 from publisher.triggers.s3_api import S3Api
-from publisher.triggers.s3_source import Prefix, S3Source
+from publisher.triggers.s3_source import Prefix, S3Source, folded
 from publisher.triggers.store import DeliveryRow
 from tests.infra.ceph import CephRgw
 from tests.triggers.s3_bed import TOKEN, S3Bed, make_bed
@@ -96,15 +98,20 @@ def test_multipart_copy_and_delete_map_to_created_and_deleted(bed: S3Bed) -> Non
     assert created[multi]["checksum"].startswith("etag:") and created[multi]["checksum"].endswith("-3")
 
 
-def test_objects_uploaded_while_the_service_was_down_run_once_after_start(bed: S3Bed) -> None:
+def test_objects_uploaded_while_the_service_was_down_run_once_after_start(
+    bed: S3Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RGW's topic points at the service, which is not running: every upload succeeds, every
-    notification is lost. The start-up listing runs them; later uploads arrive as notifications."""
-    bed.bind("fn", "runs")
+    notification is lost. The start-up listing (in pages of 5 here) runs them; later uploads
+    arrive as notifications."""
+    monkeypatch.setattr(s3_api, "PAGE", 5)
+    bed.bind("fn", "runs", recursive=False)
     bed.rgw.notify(bed.bucket, f"{bed.hook}?token={TOKEN}")
     missed = [f"runs/early-{n:02d}.dat" for n in range(12)]
     for key in missed:
         bed.put(key, key.encode())
     bed.put("elsewhere/not-bound.dat", b"x")
+    bed.put("runs/sub/not-a-direct-child.dat", b"x")
     with bed.running():
         bed.wait_runs(len(missed))
         bed.put("runs/late.dat", b"late")
@@ -139,3 +146,40 @@ def test_basic_auth_from_an_rgw_topic(bed: S3Bed) -> None:
     with bed.context.sessions() as session:
         outcomes = session.scalars(select(WebhookDelivery.outcome)).all()
     assert outcomes == ["queued"]  # the notification itself, not a listing, brought it
+
+
+def test_a_bucket_without_notifications_is_listed_periodically(tmp_path: Path, ceph_rgw: CephRgw) -> None:
+    """No topic at all: the periodic listing (``reconcile_interval_s``) still runs every object once."""
+    bed = make_bed(tmp_path, ceph_rgw, reconcile_interval_s=1.0)
+    bed.bind("fn")
+    with bed.running():
+        bed.put("unannounced-1.dat", b"1")
+        bed.wait_runs(1, timeout=20)
+        bed.put("unannounced-2.dat", b"2")
+        bed.wait_runs(2, timeout=20)
+        time.sleep(2.5)  # more listings: nothing runs again
+    assert bed.runs() == {
+        ("storage.object.created", f"{bed.bucket}/unannounced-1.dat"): 1,
+        ("storage.object.created", f"{bed.bucket}/unannounced-2.dat"): 1,
+    }
+    bed.context.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("bound", "expected"),
+    [
+        ([("b", True)], {Prefix("b", "", True)}),
+        (
+            [("b/raw", False), ("b/raw/sub", True)],
+            {Prefix("b", "raw/", False), Prefix("b", "raw/sub/", True)},
+        ),
+        (
+            [("b/raw", True), ("b/raw/sub", False), ("b/rawer", True)],
+            {Prefix("b", "raw/", True), Prefix("b", "rawer/", True)},
+        ),
+        ([("b", True), ("c/x", True)], {Prefix("b", "", True), Prefix("c", "x/", True)}),
+    ],
+)
+def test_bound_paths_become_folded_listings(bound: list[tuple[str, bool]], expected: set[Prefix]) -> None:
+    """A recursive listing covers the prefixes below it (a prefix is a folder: raw/ is not rawer/)."""
+    assert folded([Prefix.of(path, recursive) for path, recursive in bound]) == expected
