@@ -1,8 +1,9 @@
 """Run every benchmark (``bench/<area>.py`` exposing ``run(quick) -> list[dict]``) and write the results.
 
-``bench/results.json`` holds one record per metric (metric, value, unit, command, and where a peer ran
-side by side: peer, peer_value, ratio; goal where the issue set one). ``bench/RESULTS.md`` is the same
-as a table for the README.
+``bench/results.json`` holds one record per metric (id where an issue named one, metric, value, unit,
+command, and where a peer ran side by side: peer, peer_value, ratio; goal where the issue set one).
+``bench/RESULTS.md`` is the same as a table for the README. Running some areas (``bench/run.py s3``)
+refreshes their records and keeps the others'.
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def write_markdown(results: list[dict[str, Any]], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def with_earlier(results: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """``results`` plus the records of the areas that did not run this time, from ``path``."""
+    ran = {r["area"] for r in results}
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    kept = [r for r in earlier if r.get("area") not in ran]
+    order = {area: i for i, area in enumerate(AREAS)}
+    return sorted([*kept, *results], key=lambda r: order.get(r["area"], len(AREAS)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="full sample sizes (slower)")
@@ -86,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             results.append({"area": area, "metric": "error", "error": f"{type(exc).__name__}: {exc}"})
         print(f"bench: {area} done in {time.monotonic() - started:.1f}s", flush=True)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-    write_markdown(results, HERE / "RESULTS.md")
+    merged = with_earlier(results, HERE / "results.json")
+    (HERE / "results.json").write_text(json.dumps(merged, indent=2, default=str) + "\n", encoding="utf-8")
+    write_markdown(merged, HERE / "RESULTS.md")
     print(f"wrote {HERE / 'results.json'} and {HERE / 'RESULTS.md'}")
     return 1 if any(r.get("error") for r in results) else 0
 
