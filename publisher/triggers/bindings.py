@@ -92,12 +92,14 @@ def check_allowed(namespace: str, triggers: Iterable[Any], settings: Settings) -
     """Refuse a storage trigger outside ``storage.allowed_paths`` of ``namespace`` (or of ``"*"``).
 
     ``triggers`` may hold :class:`StorageTrigger`, manifest trigger entries, or HTTP entries (ignored).
-    S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``, so the default ``"/"`` allows all;
-    when ``storage.s3.buckets`` is configured they must also lie in one of the namespace's buckets
-    there (the buckets the S3 source lists), by the same prefix rule.
+    S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``, so the default ``"/"`` allows all.
+    When the service can read S3 itself (``storage.s3.credentials_file``: it lists buckets and hands
+    out presigned URLs), or ``storage.s3.buckets`` is set, an S3 path must also lie in one of the
+    namespace's buckets there, by the same prefix rule: no namespace reads another's bucket.
     """
     prefixes = _granted(namespace, settings.storage.allowed_paths)
     buckets = settings.storage.s3.buckets
+    own_buckets_only = bool(buckets or settings.storage.s3.credentials_file)
     for trigger in triggers:
         storage = getattr(trigger, "storage", trigger)  # a manifest entry or the trigger itself
         if not isinstance(storage, StorageTrigger):
@@ -111,7 +113,11 @@ def check_allowed(namespace: str, triggers: Iterable[Any], settings: Settings) -
                 "storage.allowed_paths in the configuration",
             )
         own = _granted(namespace, buckets)
-        if storage.source == "s3" and buckets and not any(_within(path, "/" + b.lstrip("/")) for b in own):
+        if (
+            storage.source == "s3"
+            and own_buckets_only
+            and not any(_within(path, "/" + b.lstrip("/")) for b in own)
+        ):
             raise FaaspubError(
                 f"s3 trigger path {storage.path!r} is outside the buckets namespace {namespace!r} may bind: "
                 f"{', '.join(own) or 'none'}",

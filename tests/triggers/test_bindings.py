@@ -117,3 +117,12 @@ def test_s3_bindings_stay_inside_the_namespace_buckets() -> None:
         assert repr(path) in caught.value.message
     # Buckets say nothing about other sources.
     check_allowed("xfel", [StorageTrigger(source="dcache", path="/pnfs/x")], configured)
+
+
+def test_with_s3_credentials_every_s3_binding_needs_a_bucket_of_its_namespace() -> None:
+    """A service that lists buckets and presigns URLs with its own credentials lets no namespace
+    bind a bucket the operator did not give it, even with the default allowed paths."""
+    reading = Settings.model_validate({"storage": {"s3": {"credentials_file": "/run/secrets/s3"}}})
+    with pytest.raises(FaaspubError, match=re.escape("may bind: none")):
+        check_allowed("xfel", [StorageTrigger(source="s3", path="any-bucket")], reading)
+    check_allowed("xfel", [StorageTrigger(source="local", path="/data")], reading)

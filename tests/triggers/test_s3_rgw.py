@@ -4,6 +4,9 @@ and the listings that recover what its fire-and-forget notifications lose."""
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from publisher.triggers.store import DeliveryRow
 from tests.infra.ceph import CephRgw
 from tests.triggers.s3_bed import TOKEN, S3Bed, make_bed
 
+FAASPUB = shutil.which("faaspub", path=str(Path(sys.executable).parent)) or "faaspub"
 AWKWARD = {
     "a+b+c.txt": b"plus",
     "100%25 done %.txt": b"percent",
@@ -183,3 +187,41 @@ def test_a_bucket_without_notifications_is_listed_periodically(tmp_path: Path, c
 def test_bound_paths_become_folded_listings(bound: list[tuple[str, bool]], expected: set[Prefix]) -> None:
     """A recursive listing covers the prefixes below it (a prefix is a folder: raw/ is not rawer/)."""
     assert folded([Prefix.of(path, recursive) for path, recursive in bound]) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "refusal"),
+    [
+        ("{other}/raw", "outside the buckets namespace 'local' may bind: {bucket}/SPB"),
+        ("{bucket}/SPB/run1", "outside the paths namespace 'local' may bind: /{bucket}/SPB/run2, "),
+    ],
+)
+def test_publish_refuses_a_bucket_or_prefix_outside_the_namespace(
+    tmp_path: Path, ceph_rgw: CephRgw, path: str, refusal: str
+) -> None:
+    """``faaspub publish`` (a real process) stops at the bindings, before building anything (the
+    prefix rules themselves: ``test_bindings.py``)."""
+    bucket, other = ceph_rgw.bucket(), ceph_rgw.bucket()
+    credentials = ceph_rgw.credentials_file(tmp_path / "s3-credentials")
+    config = tmp_path / "faaspub.toml"
+    config.write_text(f"""state_dir = "{tmp_path / "state"}"
+[database]
+url = "sqlite:///{tmp_path / "faaspub.db"}"
+[storage.s3]
+endpoint = "{ceph_rgw.endpoint}"
+credentials_file = "{credentials}"
+[storage.s3.buckets]
+local = ["{bucket}/SPB"]
+[storage.allowed_paths]
+local = ["/{bucket}/SPB/run2", "/{bucket}/SPB2", "/{other}"]
+""")
+    subprocess.run([FAASPUB, "init", "s3fn", "--dir", str(tmp_path / "fn")], check=True, capture_output=True)
+    manifest = tmp_path / "fn" / "function.yaml"
+    trigger = f"source: s3\n      path: {path.format(bucket=bucket, other=other)}"
+    manifest.write_text(manifest.read_text().replace("source: local\n      path: /incoming", trigger))
+    done = subprocess.run(
+        [FAASPUB, "publish", str(tmp_path / "fn"), "--config", str(config)], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert refusal.format(bucket=bucket) in " ".join(done.stderr.split()), done.stderr  # (wrapped)
+    assert "building" not in done.stdout + done.stderr
