@@ -141,7 +141,7 @@ class S3StorageSettings(Section):
     credentials_file: str | None = None
     profile: str = "default"
     # namespace -> buckets (or bucket/prefix) its functions may bind; "*" applies to every namespace.
-    # Empty: any bucket storage.allowed_paths allows.
+    # Empty, and no credentials_file: any bucket storage.allowed_paths allows.
     buckets: dict[str, list[str]] = Field(default_factory=dict)
     reconcile_interval_s: float = Field(default=300.0, gt=0)
     presign_expiry_s: int = Field(default=3600, ge=60, le=604800)
