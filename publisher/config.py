@@ -101,7 +101,8 @@ class BackendSettings(Section):
 
 
 class ArchiveSettings(Section):
-    kind: Literal["none", "zenodo"] = "none"
+    kind: Literal["none", "zenodo", "invenio-rdm"] = "none"
+    # Zenodo's legacy deposit API base, or an InvenioRDM instance's API base (``https://HOST/api``).
     url: str = "https://sandbox.zenodo.org/api"
     token_file: str | None = None
     token: SecretStr | None = None
@@ -163,6 +164,17 @@ class BuildSettings(Section):
     python_platform: str = "manylinux2014_x86_64"
 
 
+class ProvenanceSettings(Section):
+    """Signing and checking build provenance (docs/provenance.md; key names are stable)."""
+
+    signing_key_file: str | None = None  # Ed25519 private key, PEM (PKCS#8)
+    verify_key_file: str | None = None  # the public key images must verify with, PEM
+    require_signed: bool = False  # deploys refuse images whose provenance does not verify
+    # Without signing_key_file: make a per-installation key under state_dir on first use (embedded
+    # mode signs too). CI jobs turn this off: a key made in a throwaway job would prove nothing.
+    generate_key: bool = True
+
+
 class SecretsSettings(Section):
     """Where function secrets (names in function.yaml) get their values at run time."""
 
@@ -196,6 +208,7 @@ class Settings(BaseSettings):
     build: BuildSettings = Field(default_factory=BuildSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    provenance: ProvenanceSettings = Field(default_factory=ProvenanceSettings)
 
     @classmethod
     def settings_customise_sources(

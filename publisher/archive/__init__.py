@@ -1,4 +1,4 @@
-"""Archives: where a release is deposited and gets its DOI (Zenodo) — or nowhere (``none``)."""
+"""Archives: where a release is deposited and gets its DOI (Zenodo, InvenioRDM) — or nowhere (``none``)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
+from publisher.archive.invenio import InvenioClient
 from publisher.archive.none import NoArchive
-from publisher.archive.release import ZenodoArchive, doi_prefix_for
+from publisher.archive.records import Records
+from publisher.archive.release import RecordArchive, ZenodoArchive, doi_prefix_for
 from publisher.archive.store import ArchiveStore
 from publisher.archive.zenodo import ZenodoClient
+from publisher.archive.zenodo_records import ZenodoRecords
 from publisher.config import ArchiveSettings, Settings, read_secret
 from publisher.core.parts import Archive, Progress
 from publisher.errors import ConfigError
 
-__all__ = ["ArchiveClients", "NoArchive", "ZenodoArchive", "get_archive"]
+__all__ = ["ArchiveClients", "NoArchive", "RecordArchive", "ZenodoArchive", "get_archive"]
 
 
 class _HasSettings(Protocol):
@@ -27,21 +30,24 @@ class _HasSettings(Protocol):
 
 
 class ArchiveClients:
-    """One Zenodo client per namespace, each with that namespace's token (made on first use)."""
+    """One record API client per namespace, each with that namespace's token (made on first use)."""
 
     def __init__(self, settings: ArchiveSettings) -> None:
         self._settings = settings
-        self._clients: dict[str, ZenodoClient] = {}
+        self._clients: dict[str, Records] = {}
 
-    def __call__(self, namespace: str) -> ZenodoClient:
+    def __call__(self, namespace: str) -> Records:
         if namespace not in self._clients:
-            self._clients[namespace] = ZenodoClient(
-                self._settings.url,
-                self._token(namespace),
-                timeout=self._settings.timeout_s,
-                publish_timeout=max(300.0, self._settings.timeout_s),
-            )
+            self._clients[namespace] = self._client(self._token(namespace))
         return self._clients[namespace]
+
+    def _client(self, token: str) -> Records:
+        settings = self._settings
+        timeout, publish_timeout = settings.timeout_s, max(300.0, settings.timeout_s)
+        if settings.kind == "invenio-rdm":
+            return InvenioClient(settings.url, token, timeout=timeout, publish_timeout=publish_timeout)
+        client = ZenodoClient(settings.url, token, timeout=timeout, publish_timeout=publish_timeout)
+        return ZenodoRecords(client, doi_prefix_for(settings.url))
 
     def _token(self, namespace: str) -> str:
         settings = self._settings
@@ -65,11 +71,10 @@ def get_archive(
         return NoArchive()
     if engine is None:
         engine = _engine(source, settings)
-    return ZenodoArchive(
+    return RecordArchive(
         ArchiveClients(settings.archive),
         ArchiveStore(engine),
         communities=settings.archive.communities,
-        doi_prefix=doi_prefix_for(settings.archive.url),
         progress=progress,
     )
 

@@ -19,3 +19,6 @@ class NoArchive:
 
     def discard(self, fn: FunctionSource, version: str) -> None:
         return None
+
+    def released_digest(self, namespace: str, doi: str) -> str | None:
+        return None

@@ -1,7 +1,9 @@
-"""The release flow on Zenodo: reserve a DOI at the start, publish after build and tests, else discard.
+"""The release flow on an archive: reserve a DOI at the start, publish after build and tests, else discard.
 
-First release of a function: a new deposition (and with it the concept record). Later releases: a
-new version of the latest published record, with the files Zenodo carries over deleted. Every
+The same flow runs on Zenodo's legacy deposit API and on InvenioRDM's records API (each behind
+:class:`~publisher.archive.records.Records`). First release of a function: a new draft (and with it
+the concept record). Later releases: a new version of the latest published record, with the files
+the archive carries over deleted. Every
 remote step is preceded by a durable note in :class:`~publisher.archive.store.ArchiveStore`, so a
 run that dies anywhere can be resumed: the next run finds its draft (by id, or by listing drafts
 when the process died before the id was stored) and never opens a second concept record or leaves
@@ -19,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from publisher.archive.checks import archive_problems
+from publisher.archive.http import ArchiveError, md5_of
+from publisher.archive.records import Draft, Records
 from publisher.archive.store import OPEN_STATES, ArchiveStore, Entry
-from publisher.archive.zenodo import Deposition, ZenodoClient, ZenodoError, md5_of
+from publisher.archive.zenodo import ZenodoClient
+from publisher.archive.zenodo_records import ZenodoRecords
 from publisher.citation.cff import Citation, load_citation
-from publisher.citation.crosswalk import codemeta, zenodo_metadata
+from publisher.citation.crosswalk import codemeta
 from publisher.core.parts import Progress
 from publisher.core.types import FunctionSource, Release, Reservation
 from publisher.errors import FaaspubError
@@ -43,27 +48,25 @@ def marker(namespace: str, function: str, version: str) -> str:
     return f"faaspub release {namespace}/{function} {version}"
 
 
-class ZenodoArchive:
-    """The :class:`~publisher.core.parts.Archive` on Zenodo's deposit API.
+class RecordArchive:
+    """The :class:`~publisher.core.parts.Archive` on an archive's record API.
 
-    ``clients`` gives the client of a namespace (each namespace has its own token, so records belong
-    to that organisation). ``progress`` hears every step name before it runs.
+    ``clients`` gives the :class:`Records` of a namespace (each namespace has its own token, so
+    records belong to that organisation). ``progress`` hears every step name before it runs.
     """
 
     def __init__(
         self,
-        clients: Callable[[str], ZenodoClient],
+        clients: Callable[[str], Records],
         store: ArchiveStore,
         *,
         communities: Iterable[str] = (),
-        doi_prefix: str | None = None,
         progress: Progress | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
     ) -> None:
         self._clients = clients
         self._store = store
         self._communities = list(communities)
-        self._doi_prefix = doi_prefix
         self._progress = progress or (lambda step: None)
         self._today = today
 
@@ -77,7 +80,7 @@ class ZenodoArchive:
             return self._reservation(draft)
         try:
             self._step("metadata")
-            draft = client.update(draft, self._metadata(fn, version, citation, None))
+            draft = client.update(draft, self._metadata(client, fn, version, citation, None))
         except Exception:
             self._abandon_after_failure(client, fn, version)
             raise
@@ -96,7 +99,7 @@ class ZenodoArchive:
                 self._step("files")
                 draft = self._sync_files(client, draft, wanted)
             self._step("metadata")
-            draft = client.update(draft, self._metadata(fn, version, citation, release))
+            draft = client.update(draft, self._metadata(client, fn, version, citation, release))
             self._save(fn, version, state="publishing")
             self._step("publish")
             published = client.publish(draft)
@@ -109,15 +112,26 @@ class ZenodoArchive:
     def discard(self, fn: FunctionSource, version: str) -> None:
         self._abandon(self._clients(fn.namespace), fn, version)
 
+    def released_digest(self, namespace: str, doi: str) -> str | None:
+        client = self._clients(namespace)
+        entry = self._store.by_doi(namespace, doi)
+        record_id = entry.record_id if entry and entry.state == "published" else client.find(doi)
+        content = client.record_file(record_id, "release.json") if record_id else None
+        if content is None:
+            return None
+        try:
+            digest = json.loads(content).get("digest")
+        except (ValueError, AttributeError):
+            return None
+        return digest if isinstance(digest, str) else None
+
     # -- finding or creating the draft -----------------------------------------------------------
 
-    def _draft(
-        self, client: ZenodoClient, fn: FunctionSource, version: str, citation: Citation
-    ) -> Deposition:
+    def _draft(self, client: Records, fn: FunctionSource, version: str, citation: Citation) -> Draft:
         """The draft of this release (or its published record): resumed when one exists, else created."""
         entry = self._store.get(fn.namespace, fn.name, version)
-        if entry and entry.deposition_id is not None:
-            current = client.get(entry.deposition_id)
+        if entry and entry.record_id is not None:
+            current = client.get(entry.record_id)
             if current is not None and current.published:
                 self._record_published(fn, version, current)
                 return current
@@ -126,7 +140,7 @@ class ZenodoArchive:
             if entry.state != "discarded":
                 log.warning(
                     "archive draft %s of %s %s is gone; opening a new one",
-                    entry.deposition_id,
+                    entry.record_id,
                     fn.name,
                     version,
                 )
@@ -135,63 +149,63 @@ class ZenodoArchive:
             if orphan is not None:
                 return self._adopt(fn, version, orphan)
         self._supersede_abandoned(client, fn, version)
-        self._save(fn, version, state="creating", deposition_id=None)
+        self._save(fn, version, state="creating", deposition_id=None, record_id=None)
         self._step("create")
         concept = self._store.concept(fn.namespace, fn.name)
         if concept is None:
-            draft = client.create(self._metadata(fn, version, citation, None))
+            draft = client.create(self._metadata(client, fn, version, citation, None))
         else:
             draft = self._new_version(client, fn, version)
         self._step("created")
         return self._adopt(fn, version, draft)
 
-    def _new_version(self, client: ZenodoClient, fn: FunctionSource, version: str) -> Deposition:
+    def _new_version(self, client: Records, fn: FunctionSource, version: str) -> Draft:
         latest_known = self._store.published(fn.namespace, fn.name)[-1]
-        assert latest_known.deposition_id is not None
-        latest = client.latest_record_id(latest_known.deposition_id)
+        assert latest_known.record_id is not None
+        latest = client.latest_record_id(latest_known.record_id)
         try:
             return client.new_version(latest)
-        except ZenodoError as exc:
+        except ArchiveError as exc:
             # Only one open new-version draft per concept: a lost one of ours is the reason.
             orphan = self._find_orphan(client, fn, version) if exc.status == 400 else None
             if orphan is None:
                 raise
             return orphan
 
-    def _find_orphan(self, client: ZenodoClient, fn: FunctionSource, version: str) -> Deposition | None:
+    def _find_orphan(self, client: Records, fn: FunctionSource, version: str) -> Draft | None:
         """A draft a crashed run created but did not record: in our concept, or carrying our marker."""
         concept = self._store.concept(fn.namespace, fn.name)
         tag = marker(fn.namespace, fn.name, version)
         claimed = {
-            e.deposition_id for e in self._store.open_entries(fn.namespace, fn.name) if e.version != version
+            e.record_id for e in self._store.open_entries(fn.namespace, fn.name) if e.version != version
         }
         for draft in client.drafts():
             if draft.id in claimed:
                 continue
-            ours = concept is not None and draft.conceptrecid == concept
-            if ours or tag in str(draft.metadata.get("notes", "")).splitlines():
+            ours = concept is not None and draft.concept == concept
+            if ours or tag in draft.notes.splitlines():
                 log.info("resuming archive draft %s of %s %s", draft.id, fn.name, version)
                 return draft
         return None
 
-    def _supersede_abandoned(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
+    def _supersede_abandoned(self, client: Records, fn: FunctionSource, version: str) -> None:
         """Drafts of other versions left by crashed runs would block the new version: remove them."""
         for entry in self._store.open_entries(fn.namespace, fn.name):
             if entry.version != version:
                 log.warning("discarding the abandoned archive draft of %s %s", fn.name, entry.version)
                 self._abandon(client, fn, entry.version)
 
-    def _adopt(self, fn: FunctionSource, version: str, draft: Deposition) -> Deposition:
+    def _adopt(self, fn: FunctionSource, version: str, draft: Draft) -> Draft:
         self._record(fn, version, "draft", draft)
         return draft
 
-    def _abandon(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
+    def _abandon(self, client: Records, fn: FunctionSource, version: str) -> None:
         """Delete the unpublished draft of the release (found by id or marker); published stays."""
         entry = self._store.get(fn.namespace, fn.name, version)
         if entry is None or entry.state in ("published", "discarded"):
             return
-        draft = client.get(entry.deposition_id) if entry.deposition_id is not None else None
-        if draft is None and entry.deposition_id is None:
+        draft = client.get(entry.record_id) if entry.record_id is not None else None
+        if draft is None and entry.record_id is None:
             draft = self._find_orphan(client, fn, version)
         if draft is not None and draft.published:
             self._record_published(fn, version, draft)
@@ -201,7 +215,7 @@ class ZenodoArchive:
             client.delete(draft.id)
         self._save(fn, version, state="discarded")
 
-    def _abandon_after_failure(self, client: ZenodoClient, fn: FunctionSource, version: str) -> None:
+    def _abandon_after_failure(self, client: Records, fn: FunctionSource, version: str) -> None:
         """Discard after a failed step without hiding that step's error behind a cleanup error."""
         try:
             self._abandon(client, fn, version)
@@ -226,7 +240,7 @@ class ZenodoArchive:
         return citation
 
     def _metadata(
-        self, fn: FunctionSource, version: str, citation: Citation, release: Release | None
+        self, client: Records, fn: FunctionSource, version: str, citation: Citation, release: Release | None
     ) -> dict[str, Any]:
         related: list[dict[str, str]] = []
         if fn.source_url and fn.source_url.startswith(("https://", "http://")):
@@ -250,7 +264,7 @@ class ZenodoArchive:
             related.append(
                 {"identifier": previous[-1].doi, "relation": "isNewVersionOf", "resource_type": "software"}
             )
-        return zenodo_metadata(
+        return client.metadata(
             citation,
             version=version,
             publication_date=self._today(),
@@ -261,7 +275,7 @@ class ZenodoArchive:
         )
 
     def _release_files(
-        self, release: Release, citation: Citation, draft: Deposition, files: Mapping[str, Path], tmp: Path
+        self, release: Release, citation: Citation, draft: Draft, files: Mapping[str, Path], tmp: Path
     ) -> dict[str, Path]:
         """release.json, CITATION.cff and codemeta.json, then the caller's files (the source archive)."""
         fn, version = release.source, release.version
@@ -284,14 +298,13 @@ class ZenodoArchive:
         wanted.update(files)
         return wanted
 
-    def _sync_files(self, client: ZenodoClient, draft: Deposition, wanted: Mapping[str, Path]) -> Deposition:
+    def _sync_files(self, client: Records, draft: Draft, wanted: Mapping[str, Path]) -> Draft:
         """Make the draft hold exactly ``wanted``: carried-over and stale files go, missing ones come."""
         sums = {name: md5_of(path) for name, path in wanted.items()}
         present = set()
         for file in draft.files:
-            name = str(file.get("filename") or file.get("key") or "")
-            if sums.get(name) == str(file.get("checksum", "")).removeprefix("md5:"):
-                present.add(name)
+            if sums.get(file.name) == file.md5:
+                present.add(file.name)
             else:
                 client.delete_file(draft, file)
         for name, path in wanted.items():
@@ -299,35 +312,21 @@ class ZenodoArchive:
                 client.upload(draft, name, path)
         refreshed = client.get(draft.id)
         if refreshed is None:
-            raise ZenodoError(f"Zenodo draft {draft.id} vanished while its files were uploaded")
+            raise ArchiveError(f"archive draft {draft.id} vanished while its files were uploaded")
         return refreshed
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
-    def _reservation(self, dep: Deposition) -> Reservation:
-        if dep.published and dep.doi:
-            return Reservation(
-                doi=dep.doi,
-                concept_doi=dep.conceptdoi or None,
-                record_id=str(dep.id),
-                url=dep.links.get("html"),
-            )
-        reserved = dep.metadata.get("prereserve_doi")
-        shown = str(reserved.get("doi", "")) if isinstance(reserved, dict) else ""
-        prefix = self._doi_prefix or shown.split("/", 1)[0] or "10.5281"
-        return Reservation(
-            doi=f"{prefix}/zenodo.{dep.prereserved_recid}",
-            concept_doi=f"{prefix}/zenodo.{dep.conceptrecid}" if dep.conceptrecid else None,
-            record_id=str(dep.id),
-            url=dep.links.get("html"),
-        )
+    @staticmethod
+    def _reservation(draft: Draft) -> Reservation:
+        return Reservation(doi=draft.doi, concept_doi=draft.concept_doi, record_id=draft.id, url=draft.url)
 
-    def _record_published(self, fn: FunctionSource, version: str, dep: Deposition) -> Reservation:
+    def _record_published(self, fn: FunctionSource, version: str, dep: Draft) -> Reservation:
         reservation = self._reservation(dep)
         entry = self._store.get(fn.namespace, fn.name, version)
         if entry and entry.doi and entry.doi != reservation.doi:
             log.warning(
-                "Zenodo registered %s for %s %s, not the reserved %s",
+                "the archive registered %s for %s %s, not the reserved %s",
                 reservation.doi,
                 fn.name,
                 version,
@@ -335,15 +334,17 @@ class ZenodoArchive:
             )
         return self._record(fn, version, "published", dep)
 
-    def _record(self, fn: FunctionSource, version: str, state: str, dep: Deposition) -> Reservation:
-        """Save what Zenodo says of ``dep`` (ids, DOIs, address) as the release's ``state``."""
+    def _record(self, fn: FunctionSource, version: str, state: str, dep: Draft) -> Reservation:
+        """Save what the archive says of ``dep`` (ids, DOIs, address) as the release's ``state``."""
         reservation = self._reservation(dep)
         self._save(
             fn,
             version,
             state=state,
-            deposition_id=dep.id,
-            concept_recid=dep.conceptrecid,
+            record_id=dep.id,
+            # Zenodo's numeric ids also order the versions (InvenioRDM's ids do not).
+            deposition_id=int(dep.id) if dep.id.isdigit() else None,
+            concept_recid=dep.concept,
             doi=reservation.doi,
             concept_doi=reservation.concept_doi,
             url=reservation.url,
@@ -355,6 +356,28 @@ class ZenodoArchive:
 
     def _step(self, name: str) -> None:
         self._progress(f"archive: {name}")
+
+
+class ZenodoArchive(RecordArchive):
+    """The release flow on Zenodo's legacy deposit API; ``clients`` gives a namespace's client."""
+
+    def __init__(
+        self,
+        clients: Callable[[str], ZenodoClient],
+        store: ArchiveStore,
+        *,
+        doi_prefix: str | None = None,
+        communities: Iterable[str] = (),
+        progress: Progress | None = None,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    ) -> None:
+        super().__init__(
+            lambda namespace: ZenodoRecords(clients(namespace), doi_prefix),
+            store,
+            communities=communities,
+            progress=progress,
+            today=today,
+        )
 
 
 def registry_url(repository: str, digest: str) -> str | None:

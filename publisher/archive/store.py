@@ -31,7 +31,8 @@ class ArchiveRelease(Base):
     function: Mapped[str] = mapped_column(String(63))
     version: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="creating")
-    deposition_id: Mapped[int | None] = mapped_column(Integer)
+    deposition_id: Mapped[int | None] = mapped_column(Integer)  # Zenodo's numeric id (orders versions)
+    record_id: Mapped[str | None] = mapped_column(String(64))  # the archive's id (InvenioRDM: "4d0ns-ntd89")
     concept_recid: Mapped[str | None] = mapped_column(String(32))
     doi: Mapped[str | None] = mapped_column(String(255))
     concept_doi: Mapped[str | None] = mapped_column(String(255))
@@ -52,6 +53,7 @@ class Entry:
     doi: str | None = None
     concept_doi: str | None = None
     url: str | None = None
+    record_id: str | None = None
 
 
 def _entry(row: ArchiveRelease) -> Entry:
@@ -65,6 +67,7 @@ def _entry(row: ArchiveRelease) -> Entry:
         row.doi,
         row.concept_doi,
         row.url,
+        row.record_id,
     )
 
 
@@ -111,9 +114,17 @@ class ArchiveStore:
                     ArchiveRelease.function == function,
                     ArchiveRelease.state == "published",
                 )
-                .order_by(ArchiveRelease.deposition_id)
+                .order_by(ArchiveRelease.deposition_id, ArchiveRelease.id)
             )
             return [_entry(r) for r in rows]
+
+    def by_doi(self, namespace: str, doi: str) -> Entry | None:
+        """The release of ``namespace`` recorded with ``doi``."""
+        with self._sessions() as session:
+            row = session.scalars(
+                select(ArchiveRelease).where(ArchiveRelease.namespace == namespace, ArchiveRelease.doi == doi)
+            ).first()
+            return _entry(row) if row else None
 
     def open_entries(self, namespace: str, function: str) -> list[Entry]:
         """Versions of the function whose release is under way (not published, not discarded)."""

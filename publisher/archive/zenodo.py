@@ -1,56 +1,28 @@
-"""A small client for Zenodo's legacy deposit API, written on ``requests``.
+"""A small client for Zenodo's legacy deposit API, on the archive transport (:mod:`publisher.archive.http`).
 
-Why our own client (docs/decisions/archive-zenodo-client.md): the token travels only in the
-``Authorization`` header, requests identify themselves with a ``faaspub/<version>`` User-Agent, every
-call has a timeout, 429 answers are retried after ``Retry-After``, and a publish that ends in a 5xx or
-a timeout is checked by reading the deposition's state before anything is retried (Zenodo may have
-published anyway). The client follows the ``links.*`` the server returns instead of building URLs.
+A publish that ends in a 5xx or a timeout is checked by reading the deposition's state before
+anything is retried (Zenodo may have published anyway). The client follows the ``links.*`` the
+server returns instead of building URLs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
-from publisher import __version__
-from publisher.errors import FaaspubError
+from publisher.archive.http import ArchiveError, ArchiveHttp, md5_of
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"faaspub/{__version__} (+https://zenodo.org/api; research function publishing)"
-# Idempotent calls are retried after transport errors and 5xx; POSTs are not (they could create twice).
-_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
-_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+__all__ = ["Deposition", "ZenodoClient", "ZenodoError", "md5_of"]
 
 
-class ZenodoError(FaaspubError):
+class ZenodoError(ArchiveError):
     """Zenodo refused a request; ``status`` is the HTTP status (0 when it never answered)."""
-
-    def __init__(self, message: str, status: int = 0, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
-
-
-class _BearerAuth(requests.auth.AuthBase):
-    """Puts the token in the Authorization header; never in the URL, never in repr()."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(token=**********)"
 
 
 @dataclass(frozen=True)
@@ -92,132 +64,11 @@ class Deposition:
         return int(reserved.get("recid") or self.id) if isinstance(reserved, dict) else self.id
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _error_text(response: requests.Response) -> str:
-    """Zenodo's message plus field errors, accepting both generations of the ``errors`` item shape."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or "no details"
-    if not isinstance(body, dict):
-        return response.reason or "no details"
-    parts = [str(body.get("message") or response.reason or "")]
-    for item in body.get("errors") or []:
-        if not isinstance(item, dict):
-            continue
-        messages = item.get("messages") or [item.get("message", "")]
-        text = "; ".join(str(m) for m in messages if m)
-        parts.append(f"{item.get('field', '?')}: {text}")
-    return " | ".join(p for p in parts if p)
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
-
-
-class ZenodoClient:
+class ZenodoClient(ArchiveHttp):
     """The deposit API calls the release flow needs; ``url`` is the API base (``…/api``)."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        timeout: float = 60.0,
-        publish_timeout: float = 300.0,
-        retries: int = 4,
-        max_wait: float = 120.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self.publish_timeout = publish_timeout
-        self.retries = retries
-        self.max_wait = max_wait
-        self._sleep = sleep
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.headers["Accept"] = "application/json"
-        if token:
-            self._session.auth = _BearerAuth(token)
-
-    def __repr__(self) -> str:
-        return f"ZenodoClient(url={self.url!r})"
-
-    def close(self) -> None:
-        self._session.close()
-
-    # -- transport -------------------------------------------------------------------------------
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: Any = None,
-        data: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        expect: Iterable[int] = (200, 201, 202, 204),
-        retry_errors: bool | None = None,
-    ) -> requests.Response:
-        """One call with retries: 429 always (after Retry-After), 5xx/transport for idempotent methods."""
-        url = url if url.startswith(("http://", "https://")) else f"{self.url}/{url.lstrip('/')}"
-        retry_errors = method in _IDEMPOTENT if retry_errors is None else retry_errors
-        expected = set(expect)
-        what = f"Zenodo {method} {_path_of(url)}"
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            if hasattr(data, "seek"):
-                data.seek(0)
-            try:
-                response = self._session.request(
-                    method,
-                    url,
-                    json=json,
-                    data=data,
-                    params=params,
-                    headers=headers,
-                    timeout=(min(10.0, self.timeout), timeout or self.timeout),
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if not retry_errors or last:
-                    raise ZenodoError(f"{what}: no answer ({type(exc).__name__})") from None
-                self._backoff(what, attempt, f"{type(exc).__name__}")
-                continue
-            if response.status_code in expected:
-                return response
-            if response.status_code == 429 and not last:
-                wait = min(self.max_wait, _retry_after(response, 2.0**attempt))
-                log.warning("%s: rate limited (429), retrying in %.1fs", what, wait)
-                self._sleep(wait)
-                continue
-            if response.status_code in _RETRYABLE_STATUS and retry_errors and not last:
-                self._backoff(what, attempt, f"HTTP {response.status_code}")
-                continue
-            raise ZenodoError(
-                f"{what} failed with HTTP {response.status_code}: {_error_text(response)}",
-                status=response.status_code,
-                hint=_hint_for(response.status_code),
-            )
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _backoff(self, what: str, attempt: int, reason: str) -> None:
-        wait = min(self.max_wait, 0.5 * 2**attempt)
-        log.warning("%s: %s, retrying in %.1fs", what, reason, wait)
-        self._sleep(wait)
+    service = "Zenodo"
+    error = ZenodoError
 
     # -- deposit API -----------------------------------------------------------------------------
 
@@ -295,38 +146,23 @@ class ZenodoClient:
     def publish(self, deposition: Deposition) -> Deposition:
         """Publish; after a 5xx or a timeout read the state first, since Zenodo may have published."""
         url = deposition.links.get("publish") or f"deposit/depositions/{deposition.id}/actions/publish"
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.request("POST", url, timeout=self.publish_timeout, expect=(202,))
-                return Deposition.from_json(response.json())
-            except ZenodoError as exc:
-                if exc.status and exc.status not in _RETRYABLE_STATUS:
-                    raise
-                current = self.get(deposition.id)
-                if current is not None and current.published:
-                    log.warning("Zenodo publish of %s %s, but the record is published", deposition.id, exc)
-                    return current
-                if attempt == self.retries:
-                    raise
-                self._backoff(f"Zenodo publish of {deposition.id}", attempt, str(exc.status or "timeout"))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        def current() -> Deposition | None:
+            found = self.get(deposition.id)
+            return found if found is not None and found.published else None
+
+        return self.publish_checked(url, (202,), lambda r: Deposition.from_json(r.json()), current)
+
+    def record_file(self, record_id: int, name: str) -> bytes | None:
+        """The content of file ``name`` of the published record (records API), if it has one."""
+        response = self.request("GET", f"records/{record_id}", expect=(200, 404, 410))
+        if response.status_code != 200:
+            return None
+        for file in response.json().get("files") or []:
+            if file.get("key") == name and (file.get("links") or {}).get("self"):
+                return self.request("GET", file["links"]["self"]).content
+        return None
 
     def delete(self, deposition_id: int) -> None:
         """Delete an unpublished draft; a draft that is already gone is fine."""
         self.request("DELETE", f"deposit/depositions/{deposition_id}", expect=(201, 204, 404, 410))
-
-
-def _path_of(url: str) -> str:
-    """The URL without scheme, host and query: enough to name the call, nothing secret."""
-    rest = url.split("://", 1)[-1]
-    path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-    return path.split("?", 1)[0]
-
-
-def _hint_for(status: int) -> str | None:
-    return {
-        401: "the archive token is missing; set archive.token_file (or archive.token_files[namespace])",
-        403: "the archive token is wrong or lacks the deposit:write and deposit:actions scopes",
-        413: "a release file is larger than Zenodo accepts",
-        429: "Zenodo kept rate-limiting; retry later",
-    }.get(status)

@@ -18,13 +18,17 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from publisher.core.parts import Progress
 from publisher.errors import FaaspubError
 from publisher.oci.layer import Layer, build_layer
+from publisher.provenance.sbom import Package
 
-# Bumped when the way the layer is made changes, so old cache entries are not reused.
-LAYOUT_VERSION = "1"
+# Bumped when the way the layer is made changes, so old cache entries are not reused
+# (2: entries list the installed distributions with licences and hashes, for the SBOM).
+LAYOUT_VERSION = "2"
+_LICENSE_CLASSIFIER = "License :: "
 _INCLUDE = re.compile(r"^\s*(-r|--requirement|-c|--constraint)[\s=]+(\S+)")
 _NO_MATCH = re.compile(r"No matching distribution found for ([^\s(]+)")
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([^\s(]+)")
@@ -144,19 +148,60 @@ def install_layer(
         shutil.rmtree(dest / "bin", ignore_errors=True)
         dest.mkdir(exist_ok=True)
         layer = build_layer(dest, target.prefix, workdir=Path(tmp))
-        return _write_entry(entry, layer, _resolved(report)), False
+        return _write_entry(entry, layer, _installed(report)), False
 
 
-def _resolved(report: Path) -> tuple[str, ...]:
+def installed(requirements: Sequence[str], target: Target, cache_dir: Path) -> tuple[Package, ...]:
+    """The distributions in the layer :func:`install_layer` made for ``requirements`` (for the SBOM)."""
     try:
-        doc = json.loads(report.read_text(encoding="utf-8"))
-        items = [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in doc.get("install", [])]
+        meta = json.loads((cache_dir / "deps" / cache_key(requirements, target) / "layer.json").read_text())
+        return tuple(Package.from_json(doc) for doc in meta["packages"])
     except (OSError, ValueError, KeyError, TypeError):
         return ()
-    return tuple(sorted(items))
 
 
-def _write_entry(entry: Path, layer: Layer, resolved: tuple[str, ...]) -> Layer:
+def _installed(report: Path) -> tuple[Package, ...]:
+    """What pip's installation report says it installed: name, version, licence, wheel and hash."""
+    try:
+        doc = json.loads(report.read_text(encoding="utf-8"))
+        items = list(doc.get("install", []))
+    except (OSError, ValueError, AttributeError):
+        return ()
+    found = []
+    for item in items:
+        meta, download = item.get("metadata") or {}, item.get("download_info") or {}
+        hashes = (download.get("archive_info") or {}).get("hashes") or {}
+        found.append(
+            Package(
+                "pypi",
+                str(meta.get("name", "")),
+                str(meta.get("version", "")),
+                licenses=_licenses(meta),
+                sha256=hashes.get("sha256"),
+                url=download.get("url"),
+            )
+        )
+    return tuple(sorted(found, key=lambda p: p.name.lower()))
+
+
+def _licenses(meta: dict[str, Any]) -> tuple[str, ...]:
+    """PEP 639 ``License-Expression``, else a one-line ``License``, else the licence classifiers."""
+    expression = meta.get("license_expression")
+    if isinstance(expression, str) and expression.strip():
+        return (expression.strip(),)
+    text = meta.get("license")
+    if isinstance(text, str) and text.strip() and "\n" not in text.strip() and len(text) <= 100:
+        return (text.strip(),)
+    classifiers = meta.get("classifier") or meta.get("classifiers") or []
+    names = [
+        c.rsplit(" :: ", 1)[-1]
+        for c in classifiers
+        if isinstance(c, str) and c.startswith(_LICENSE_CLASSIFIER)
+    ]
+    return tuple(n for n in names if n not in ("OSI Approved", "Other/Proprietary License"))
+
+
+def _write_entry(entry: Path, layer: Layer, packages: tuple[Package, ...]) -> Layer:
     entry.mkdir(parents=True, exist_ok=True)
     blob = entry / "layer.blob"
     layer.save(blob)
@@ -166,9 +211,9 @@ def _write_entry(entry: Path, layer: Layer, resolved: tuple[str, ...]) -> Layer:
         "diff_id": layer.diff_id,
         "size": layer.size,
         "media_type": layer.media_type,
-        "resolved": list(resolved),
+        "packages": [p.to_json() for p in packages],
     }
-    # pip's resolved versions are kept for people reading the cache, not used by the build.
+    # The installed distributions go into the image's SBOM.
     tmp = entry / "layer.json.part"
     tmp.write_text(json.dumps(meta, indent=1))
     # The metadata is written last and atomically: an interrupted build leaves no usable half entry.

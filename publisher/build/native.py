@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from publisher.build import inputs
-from publisher.build.deps import Target, install_layer, requirement_lines
+from publisher.build.deps import Target, install_layer, installed, requirement_lines
 from publisher.config import Settings
 from publisher.core.parts import Progress
 from publisher.core.types import BuiltImage, FunctionSource, ImageRef
@@ -24,6 +24,9 @@ from publisher.oci.layer import Layer, build_layer
 from publisher.oci.store import ImageStore, open_store, parse_reference
 from publisher.oci.transfer import Image as BaseImage
 from publisher.oci.transfer import fetch_image, push_image
+from publisher.provenance import sbom
+from publisher.provenance.attest import attached
+from publisher.provenance.facts import source_of, subject_of
 from publisher.runtime.base import BASE_REPOSITORY
 
 TEST_RUNNER = "pytest"
@@ -61,6 +64,7 @@ class Plan:
     image: Assembled
     test_image: Assembled
     cached_layers: int  # dependency layers taken from the local cache (pip did not run)
+    packages: tuple[sbom.Package, ...] = ()  # the Python distributions in the shipped image
 
 
 def base_reference(settings: Settings, fn: FunctionSource) -> str:
@@ -115,11 +119,15 @@ class NativeBuilder:
         assert python is not None  # base_reference refused runtime: docker
         layers: list[tuple[Layer, str]] = []
         cached = 0
+        packages: tuple[sbom.Package, ...] = ()
         requirements = inputs.requirements_file(fn)
         if requirements is not None and requirement_lines(requirements, fn.root):
             deps, hit = self._deps(fn, requirements, [], inputs.DEPS_DIR, python, "requirements", progress)
             layers.append((deps, f"pip install --target {inputs.DEPS_DIR} -r {requirements.name}"))
             cached += hit
+            packages = installed(
+                requirement_lines(requirements, fn.root), self._target(python), self.cache_dir
+            )
         code = build_layer(self._code_entries(fn, version), inputs.ACTION_DIR)
         layers.append((code, f"COPY . {inputs.ACTION_DIR} (with {inputs.HANDLER_CONFIG})"))
         image = self._assemble(base, fn, version, labels, layers, [inputs.DEPS_DIR])
@@ -129,7 +137,7 @@ class NativeBuilder:
         test_image = self._assemble(
             base, fn, version, labels, [*layers, *test_layers], [inputs.TEST_DEPS_DIR, inputs.DEPS_DIR]
         )
-        return Plan(image, test_image, cached)
+        return Plan(image, test_image, cached, packages)
 
     def test_layers(
         self, fn: FunctionSource, progress: Progress | None = None
@@ -189,6 +197,7 @@ class NativeBuilder:
                     raise FaaspubError(
                         f"{name}:{assembled_tag}: store recorded {pushed}, built {assembled.digest}"
                     )
+        base = plan.image.base
         return BuiltImage(
             ref=ImageRef(name, tag, plan.image.digest),
             size=plan.image.size,
@@ -196,7 +205,20 @@ class NativeBuilder:
             layers=len(plan.image.manifest.layers),
             layers_reused=reused,
             test_ref=ImageRef(name, test_tag, plan.test_image.digest),
+            sbom=self.sbom(fn, version, plan, name),
+            base=f"{self.store.reference(base.repository)}@{base.digest}",
         )
+
+    def sbom(self, fn: FunctionSource, version: str, plan: Plan, name: str) -> bytes:
+        """The image's CycloneDX SBOM from what :meth:`plan` assembled: the base's own SBOM (when
+        the base carries one), the distributions pip installed, and the function at its commit."""
+        base = plan.image.base
+        documents = attached(self.store, base.repository, base.digest).sboms
+        base_tag = parse_reference(base_reference(self.settings, fn)).tag or "latest"
+        packages = sbom.packages_of(documents[-1]) if documents else ()
+        base_info = sbom.BaseImage(self.store.reference(base.repository), base_tag, base.digest, packages)
+        subject = subject_of(fn, version, name, plan.image.digest)
+        return sbom.image_sbom(subject, source_of(fn, version), base_info, plan.packages)
 
     def _deps(
         self,
@@ -210,11 +232,18 @@ class NativeBuilder:
     ) -> tuple[Layer, int]:
         lines = requirement_lines(requirements, fn.root) if requirements else []
         args = ["-r", str(requirements)] if requirements else []
-        target = Target(prefix, python, self.settings.build.python_platform)
         layer, hit = install_layer(
-            [*lines, *packages], [*args, *packages], target, self.cache_dir, what, progress
+            [*lines, *packages],
+            [*args, *packages],
+            self._target(python, prefix),
+            self.cache_dir,
+            what,
+            progress,
         )
         return layer, int(hit)
+
+    def _target(self, python: str, prefix: str = inputs.DEPS_DIR) -> Target:
+        return Target(prefix, python, self.settings.build.python_platform)
 
     @staticmethod
     def _code_entries(fn: FunctionSource, version: str) -> dict[str, Path | bytes]:

@@ -109,12 +109,11 @@ def zenodo_metadata(
         if person.orcid:
             creator["orcid"] = person.orcid
         creators.append(creator)
-    paragraphs = [_clean(citation.abstract) or citation.title, *details]
     metadata: dict[str, Any] = {
         "upload_type": "software",
         "title": _clean(citation.title) or citation.title,
         "creators": creators,
-        "description": "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p),
+        "description": _description(citation, details),
         "access_right": "open",
         "version": version,
         "publication_date": publication_date.isoformat(),
@@ -123,7 +122,7 @@ def zenodo_metadata(
     license_id = spdx_license(citation)
     if license_id:
         metadata["license"] = license_id.lower()
-    keywords = list(dict.fromkeys(k for k in (_clean(k) for k in citation.keywords) if k))
+    keywords = _keywords(citation)
     if keywords:
         metadata["keywords"] = keywords
     community_list = [{"identifier": c} for c in dict.fromkeys(communities)]
@@ -134,6 +133,74 @@ def zenodo_metadata(
         metadata["related_identifiers"] = related_list
     if notes:
         metadata["notes"] = notes
+    return metadata
+
+
+def _description(citation: Citation, details: Sequence[str]) -> str:
+    """The abstract (else the title) and ``details`` as HTML paragraphs, each escaped."""
+    paragraphs = [_clean(citation.abstract) or citation.title, *details]
+    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
+
+
+def _keywords(citation: Citation) -> list[str]:
+    return list(dict.fromkeys(k for k in (_clean(k) for k in citation.keywords) if k))
+
+
+# -- InvenioRDM (native records API) ---------------------------------------------------------------
+
+_DOI = re.compile(r"^10\.\d{4,9}/\S+$")
+
+
+def rdm_metadata(
+    citation: Citation,
+    *,
+    version: str,
+    publication_date: date,
+    details: Sequence[str] = (),
+    related: Iterable[Mapping[str, str]] = (),
+    notes: str | None = None,
+) -> dict[str, Any]:
+    """The ``metadata`` object of an InvenioRDM draft (DataCite-like: ``person_or_org``, ``rights``,
+    ``subjects``, typed ``related_identifiers``); the notes go into ``additional_descriptions``."""
+    creators = []
+    for person in people(citation):
+        if person.entity is not None:
+            entity: dict[str, Any] = {"type": "organizational", "name": person.entity}
+        else:
+            entity = {"type": "personal", "family_name": person.family_full, "given_name": person.given or ""}
+        if person.orcid:
+            entity["identifiers"] = [{"scheme": "orcid", "identifier": person.orcid}]
+        creator: dict[str, Any] = {"person_or_org": entity}
+        if person.affiliation:
+            creator["affiliations"] = [{"name": person.affiliation}]
+        creators.append(creator)
+    metadata: dict[str, Any] = {
+        "resource_type": {"id": "software"},
+        "title": _clean(citation.title) or citation.title,
+        "creators": creators,
+        "description": _description(citation, details),
+        "publication_date": publication_date.isoformat(),
+        "version": version,
+    }
+    license_id = spdx_license(citation)
+    if license_id:
+        metadata["rights"] = [{"id": license_id.lower()}]
+    keywords = _keywords(citation)
+    if keywords:
+        metadata["subjects"] = [{"subject": k} for k in keywords]
+    related_list = [
+        {
+            "identifier": r["identifier"],
+            "scheme": "doi" if _DOI.match(r["identifier"]) else "url",
+            "relation_type": {"id": r["relation"].lower()},
+            "resource_type": {"id": r.get("resource_type", "software")},
+        }
+        for r in related
+    ]
+    if related_list:
+        metadata["related_identifiers"] = related_list
+    if notes:
+        metadata["additional_descriptions"] = [{"description": notes, "type": {"id": "other"}}]
     return metadata
 
 

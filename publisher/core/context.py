@@ -30,6 +30,7 @@ BACKENDS = {
 ARCHIVES = {
     "none": "publisher.archive:get_archive",
     "zenodo": "publisher.archive:get_archive",
+    "invenio-rdm": "publisher.archive:get_archive",
 }
 
 

@@ -71,6 +71,11 @@ class Archive(Protocol):
         """Remove the open draft of that version, if any. Never touches published records."""
         ...
 
+    def released_digest(self, namespace: str, doi: str) -> str | None:
+        """The image digest the published record with ``doi`` lists in its ``release.json``
+        (``None`` when this archive has no such record)."""
+        ...
+
 
 @runtime_checkable
 class Backend(Protocol):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publisher.backends.catalogue import Catalogue
 from publisher.backends.naming import project_of
@@ -23,12 +23,22 @@ from publisher.catalogue.record import record_metadata
 from publisher.citation.cff import Citation
 from publisher.core.context import Context
 from publisher.core.parts import Progress
-from publisher.core.types import BuiltImage, FunctionSource, Release, Reservation, TestReport
+from publisher.core.types import (
+    Attestation,
+    BuiltImage,
+    FunctionSource,
+    Release,
+    Reservation,
+    TestReport,
+)
 from publisher.db.engine import transaction
 from publisher.errors import FaaspubError
 from publisher.manifest.load import find_functions, git_tag_version, load_function
 from publisher.manifest.problems import ProblemsError
 from publisher.manifest.validate import validate_folder
+
+if TYPE_CHECKING:
+    from publisher.provenance.verify import Verification
 
 
 @dataclass
@@ -140,11 +150,11 @@ class Pipeline:
         try:
             self.progress(f"{fn.name} {version}: building")
             image = self.build(fn, version, reservation, builder)
+            release = Release(source=fn, version=version, image=image.ref, reservation=reservation)
+            self.progress(f"{fn.name} {version}: attaching the SBOM and signed provenance")
+            release.attestation = self.attest(release, image)
             self.progress(f"{fn.name} {version}: testing {image.ref.pinned}")
-            report = self.test(fn, image, junit)
-            release = Release(
-                source=fn, version=version, image=image.ref, reservation=reservation, test=report
-            )
+            release.test = self.test(fn, image, junit)
             self.progress(f"{fn.name} {version}: going live on the {self.context.backend.name} backend")
             with tempfile.TemporaryDirectory(prefix="faaspub-release-") as tmp:
                 self.go_live(release, self.release_files(release, Path(tmp)))
@@ -178,6 +188,67 @@ class Pipeline:
             fn, version, build_labels(fn, version, reservation), self.progress
         )
 
+    def attest(self, release: Release, built: BuiltImage | None = None) -> Attestation:
+        """Attach the SBOM and the signed provenance of ``release.image`` to it in its store.
+
+        The SBOM is the builder's when it made one, else the one already attached (a CI build's),
+        else one naming just the function and the image. The statement is signed with this
+        installation's key when it has one (:mod:`publisher.provenance.keys`). Safe to repeat: the
+        same release attaches the same bytes.
+        """
+        from publisher.oci.store import store_named
+        from publisher.provenance.attest import attached, attest
+        from publisher.provenance.facts import build_facts, located, source_of, subject_of
+        from publisher.provenance.keys import load_signer
+        from publisher.provenance.sbom import image_sbom
+
+        name, repository = located(release.image)
+        store = store_named(name, self.context.settings)
+        digest, fn = release.image.digest, release.source
+        document = built.sbom if built is not None else None
+        if document is None:
+            existing = attached(store, repository, digest).sboms
+            subject = subject_of(fn, release.version, release.image.repository, digest)
+            document = (
+                existing[-1] if existing else image_sbom(subject, source_of(fn, release.version), None, [])
+            )
+        kind = built.builder if built is not None else ("gitlab-ci" if release.ci_job_url else "given")
+        facts = build_facts(release, kind, built.base if built is not None else None)
+        return attest(store, repository, facts, document, load_signer(self.context.settings))
+
+    def verify(self, reference: str, expect_doi: str | None = None) -> Verification:
+        """Check the attestations of the image ``reference`` against the configured verify key, and
+        the DOI it names against the archive's record (``faaspub verify``)."""
+        from publisher.oci.store import parse_reference, store_named
+        from publisher.provenance.attest import attached
+        from publisher.provenance.keys import load_verify_key
+        from publisher.provenance.verify import verify
+
+        ref = parse_reference(reference)
+        store = store_named(ref.registry, self.context.settings)
+        digest = ref.digest or store.resolve(ref.repository, ref.tag or "latest")
+        return verify(
+            attached(store, ref.repository, digest),
+            digest,
+            load_verify_key(self.context.settings),
+            expect_doi=expect_doi,
+            lookup=None if expect_doi else self.context.archive.released_digest,
+        )
+
+    def check_signed(self, release: Release) -> None:
+        """With ``[provenance] require_signed``, refuse an image whose provenance does not verify
+        (signature by the verify key, subject = its digest, DOI = the one reserved), before any
+        DOI is published or anything deployed."""
+        if not self.context.settings.provenance.require_signed:
+            return
+        verification = self.verify(release.image.pinned, expect_doi=release.reservation.doi)
+        if not verification.ok:
+            raise FaaspubError(
+                f"{release.name} {release.version}: image {release.image.digest} does not verify "
+                f"({verification.reason}); [provenance] require_signed refuses to deploy it",
+                hint="build and release it where the facility's signing key is configured",
+            )
+
     def test(self, fn: FunctionSource, image: BuiltImage, junit: Path | None = None) -> TestReport:
         report = self.context.tester.test(fn, image, junit)
         if not report.ok:
@@ -192,8 +263,15 @@ class Pipeline:
 
         Deploy moves the alias; when binding or recording fails after that, the alias goes back to
         the version that was live before, so a failed release never leaves its version running.
+        The SBOM and the signed provenance are attached first (when no earlier stage did) and
+        archived with the record; ``require_signed`` is checked before the DOI is published.
         """
-        release.reservation = self.context.archive.publish(release, files)
+        if release.attestation is None:
+            release.attestation = self.attest(release)
+        self.check_signed(release)
+        with tempfile.TemporaryDirectory(prefix="faaspub-attestation-") as tmp:
+            archived = {**files, **attestation_files(release.attestation, Path(tmp))}
+            release.reservation = self.context.archive.publish(release, archived)
         backend = self.context.backend
         previous = Catalogue(self.context.sessions).alias(release.namespace, release.name)
         backend.deploy(release)
@@ -240,6 +318,16 @@ class Pipeline:
         if fn.citation_file.is_file():
             files["CITATION.cff"] = fn.citation_file
         return files
+
+
+def attestation_files(attestation: Attestation, dest: Path) -> dict[str, Path]:
+    """The SBOM and the signed provenance as files of the archive record."""
+    files = {"sbom.cdx.json": attestation.sbom}
+    if attestation.provenance is not None:
+        files["provenance.dsse.json"] = attestation.provenance
+    for name, content in files.items():
+        (dest / name).write_bytes(content)
+    return {name: dest / name for name in files}
 
 
 def citation_dict(fn: FunctionSource) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class BuiltImage:
     layers: int = 0
     layers_reused: int = 0
     test_ref: ImageRef | None = None
+    sbom: bytes | None = field(default=None, repr=False)  # CycloneDX JSON of what the builder assembled
+    base: str | None = None  # "repository@sha256:…" of the runtime base it was built on
 
 
 @dataclass
@@ -94,6 +96,15 @@ class Reservation:
     url: str | None = None
 
 
+@dataclass(frozen=True)
+class Attestation:
+    """What is attached to an image: its SBOM and its signed provenance (a DSSE envelope)."""
+
+    sbom: bytes = field(repr=False)
+    provenance: bytes | None = field(default=None, repr=False)  # None: no signing key here
+    key_id: str | None = None
+
+
 @dataclass
 class Release:
     """One version of one function, as it goes live."""
@@ -103,6 +114,8 @@ class Release:
     image: ImageRef
     reservation: Reservation = field(default_factory=Reservation)
     test: TestReport | None = None
+    ci_job_url: str | None = None  # the CI job that built the image, when one did
+    attestation: Attestation | None = None
 
     @property
     def name(self) -> str:
@@ -126,6 +139,7 @@ class Release:
             "doi": self.reservation.doi,
             "concept_doi": self.reservation.concept_doi,
             "tests": self.test.summary() if self.test else None,
+            "ci_job_url": self.ci_job_url,
         }
 
 

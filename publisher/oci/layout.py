@@ -21,7 +21,7 @@ from typing import Any
 
 from publisher.errors import FaaspubError
 from publisher.oci.image import MEDIA_OCI_INDEX, canonical_json, sha256_digest
-from publisher.oci.registry import Body, FetchedManifest
+from publisher.oci.registry import Body, FetchedManifest, ManifestNotFound
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _READ = 1024 * 1024
@@ -144,7 +144,7 @@ class OciLayout:
             if (m.get("annotations") or {}).get(REF_NAME) == name:
                 entry: dict[str, Any] = m
                 return entry
-        raise FaaspubError(f"image {name} not found in {self.name}")
+        raise ManifestNotFound(f"image {name} not found in {self.name}")
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
         if reference.startswith("sha256:"):
@@ -163,6 +163,10 @@ class OciLayout:
             return reference
         digest: str = self._entry(repository, reference)["digest"]
         return digest
+
+    def referrers(self, repository: str, digest: str) -> bytes | None:
+        """A layout has no referrers API: the ``sha256-<hex>`` tag index stands in for it."""
+        return None
 
     def tags(self, repository: str) -> list[str]:
         prefix = f"{repository}:"

@@ -29,6 +29,10 @@ _READ = 1024 * 1024
 Body = bytes | Path
 
 
+class ManifestNotFound(FaaspubError):
+    """The store has no manifest under that tag or digest."""
+
+
 @dataclass(frozen=True)
 class FetchedManifest:
     """A manifest or index as the store returned it, verified against its digest."""
@@ -231,6 +235,14 @@ class RegistryClient:
         digest = resp.headers.get("Docker-Content-Digest")
         return digest or self.get_manifest(repository, reference).digest
 
+    def referrers(self, repository: str, digest: str) -> bytes | None:
+        """The referrers API's index of manifests whose ``subject`` is ``digest``; ``None`` when the
+        registry has no referrers API (then clients keep the ``sha256-<hex>`` tag index themselves)."""
+        resp = self._request("GET", f"/v2/{repository}/referrers/{digest}", repository, ok=(200, 404))
+        if resp.status_code == 404 or "json" not in resp.headers.get("Content-Type", ""):
+            return None
+        return resp.content
+
     def tags(self, repository: str) -> list[str]:
         resp = self._request("GET", f"/v2/{repository}/tags/list", repository, ok=(200, 404))
         if resp.status_code == 404:
@@ -307,7 +319,7 @@ class RegistryClient:
             if resp.status_code in ok:
                 return resp
             if resp.status_code == 404 and not_found:
-                raise FaaspubError(not_found)
+                raise ManifestNotFound(not_found)
             raise self._error(method, path, resp)
 
     @staticmethod

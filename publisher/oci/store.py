@@ -49,6 +49,10 @@ class ImageStore(Protocol):
 
     def resolve(self, repository: str, reference: str) -> str: ...
 
+    def referrers(self, repository: str, digest: str) -> bytes | None:
+        """The referrers API's index for ``digest``, ``None`` where the store has no such API."""
+        ...
+
     def tags(self, repository: str) -> list[str]: ...
 
     def delete_manifest(self, repository: str, digest: str) -> None: ...
@@ -60,6 +64,17 @@ def open_store(settings: Settings) -> ImageStore:
     if reg.url:
         return RegistryClient(reg.url, insecure=reg.insecure, credentials_file=reg.credentials_file)
     return OciLayout(reg.oci_layout)
+
+
+def store_named(name: str, settings: Settings) -> ImageStore:
+    """The store an image reference names (``host:port`` or ``oci:DIR``; empty: the configured one)."""
+    configured = open_store(settings)
+    if not name or name == configured.name:
+        return configured
+    if name.startswith("oci:"):
+        return OciLayout(name[4:])
+    reg = settings.registry
+    return RegistryClient(name, insecure=reg.insecure, credentials_file=reg.credentials_file)
 
 
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")

@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from publisher.errors import FaaspubError
-from publisher.oci.image import ImageConfig
+from publisher.oci.image import EPOCH, ImageConfig
 from publisher.oci.layer import Layer, build_layer
 from publisher.oci.store import ImageStore
 from publisher.oci.transfer import push_image
+from publisher.provenance import sbom
+from publisher.provenance.attest import attach_sbom
 
 BASE_REPOSITORY = "faaspub/python-base"
 # Bump when the recipe changes in a way the inputs below do not capture.
@@ -121,6 +124,7 @@ class BaseBuild:
     def to_json(self) -> dict[str, object]:
         return {
             "image": f"{self.reference}:{self.tag}",
+            "sbom": "attached (CycloneDX 1.6)",
             "digest": self.digest,
             "python": self.python,
             "layer": self.layer_digest,
@@ -257,6 +261,24 @@ def assemble_rootfs(debs: list[Path], rootfs: Path, proxy_dir: Path, packages: t
     _compile_bytecode(rootfs)
 
 
+def copyright_licenses(rootfs: Path, packages: tuple[Package, ...]) -> dict[str, list[str]]:
+    """The licences each package's machine-readable (DEP-5) copyright file names, by package."""
+    found: dict[str, list[str]] = {}
+    root = rootfs.resolve()
+    for p in packages:
+        path = (rootfs / "usr" / "share" / "doc" / p.name / "copyright").resolve()
+        # A doc folder may be a symlink to another package's: follow it, but never out of the rootfs.
+        if not path.is_relative_to(root) or not path.is_file():
+            continue
+        names = set()
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("License:") and line[8:].strip():
+                names.add(line[8:].strip())
+        if names:
+            found[p.name] = sorted(names)
+    return found
+
+
 def _compile_bytecode(rootfs: Path) -> None:
     """Ship byte-code: the root is read-only at run time, so without it every cold start recompiles.
 
@@ -367,6 +389,25 @@ def base_config(layer: Layer, packages: tuple[Package, ...], key: str) -> ImageC
     return config
 
 
+def base_document(
+    store: ImageStore, tag: str, digest: str, packages: tuple[Package, ...], licenses: dict[str, list[str]]
+) -> bytes:
+    """The base image's CycloneDX SBOM: every Debian package, with its .deb's SHA256 and licences."""
+    subject = sbom.Subject(
+        store.reference(BASE_REPOSITORY),
+        tag,
+        digest,
+        datetime.fromisoformat(EPOCH),
+        description="faaspub python runtime base (Debian bookworm packages)",
+        licenses=("Apache-2.0",),
+    )
+    debs = [
+        sbom.Package("deb", p.name, p.version, tuple(licenses.get(p.name, ())), p.sha256, p.architecture)
+        for p in packages
+    ]
+    return sbom.base_sbom(subject, debs)
+
+
 def build_base(
     python: str,
     store: ImageStore,
@@ -392,10 +433,13 @@ def build_base(
     cache_dir = Path(cache_dir).expanduser()
     meta_path = cache_dir / "base-layers" / f"{key}.json"
     layer: Layer | None = None
+    licenses: dict[str, list[str]] = {}
     if use_layer_cache and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         blob = cache_dir / "base-layers" / meta["digest"].split(":", 1)[1]
-        if blob.is_file() and blob.stat().st_size == meta["size"]:
+        licenses = meta.get("licenses", {})
+        # Entries from before the SBOM lack the licences: rebuild once (the layer comes out the same).
+        if blob.is_file() and blob.stat().st_size == meta["size"] and "licenses" in meta:
             layer = Layer(meta["digest"], meta["diff_id"], meta["size"], meta["media_type"], path=blob)
             say(f"reusing cached base layer {layer.digest[:19]}")
     cached = layer is not None
@@ -407,6 +451,7 @@ def build_base(
             rootfs.mkdir()
             say("assembling the root filesystem")
             assemble_rootfs(debs, rootfs, proxy, packages)
+            licenses = copyright_licenses(rootfs, packages)
             say("writing the layer")
             fresh = build_layer(
                 rootfs,
@@ -426,6 +471,7 @@ def build_base(
                     "diff_id": layer.diff_id,
                     "size": layer.size,
                     "media_type": layer.media_type,
+                    "licenses": licenses,
                 }
             )
         )
@@ -434,6 +480,8 @@ def build_base(
     tag = tag or python
     say(f"pushing {store.reference(BASE_REPOSITORY)}:{tag}")
     digest = push_image(store, BASE_REPOSITORY, tag, config, [layer])
+    say("attaching the SBOM")
+    attach_sbom(store, BASE_REPOSITORY, digest, base_document(store, tag, digest, packages, licenses))
     return BaseBuild(
         repository=BASE_REPOSITORY,
         reference=store.reference(BASE_REPOSITORY),

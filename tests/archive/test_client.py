@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from publisher.archive import ArchiveClients, NoArchive, get_archive
-from publisher.archive.release import ZenodoArchive
+from publisher.archive.release import RecordArchive
 from publisher.archive.zenodo import ZenodoClient, ZenodoError
 from publisher.config import ArchiveSettings, DatabaseSettings, Settings
 from publisher.errors import ConfigError
@@ -78,7 +78,7 @@ def test_get_archive_picks_the_configured_kind(tmp_path: Path) -> None:
         database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'db.sqlite'}"),
         archive=ArchiveSettings(kind="zenodo", url="https://sandbox.zenodo.org/api"),
     )
-    assert isinstance(get_archive(settings), ZenodoArchive)
+    assert isinstance(get_archive(settings), RecordArchive)
 
 
 def test_tokens_per_namespace_fall_back_to_the_default(tmp_path: Path) -> None:
@@ -89,8 +89,8 @@ def test_tokens_per_namespace_fall_back_to_the_default(tmp_path: Path) -> None:
             kind="zenodo", token_file=str(tmp_path / "default"), token_files={"fs-sc": str(tmp_path / "org")}
         )
     )
-    assert clients("fs-sc")._session.auth._token == "org-token"  # type: ignore[union-attr]
-    assert clients("other")._session.auth._token == "default-token"  # type: ignore[union-attr]
+    assert clients("fs-sc").client._session.auth._token == "org-token"  # type: ignore[attr-defined]
+    assert clients("other").client._session.auth._token == "default-token"  # type: ignore[attr-defined]
     assert clients("fs-sc") is clients("fs-sc")
     with pytest.raises(ConfigError, match="no archive token for namespace 'x'"):
         ArchiveClients(ArchiveSettings(kind="zenodo"))("x")
@@ -105,5 +105,5 @@ def test_context_builds_the_archive_on_its_migrated_database(tmp_path: Path) -> 
             archive=ArchiveSettings(kind="zenodo"),
         )
     )
-    assert isinstance(context.archive, ZenodoArchive)
+    assert isinstance(context.archive, RecordArchive)
     assert isinstance(Context(Settings()).archive, NoArchive)
