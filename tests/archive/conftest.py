@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from publisher.archive.release import ZenodoArchive
+from publisher.archive.invenio import InvenioClient
+from publisher.archive.release import RecordArchive, ZenodoArchive
 from publisher.archive.store import ArchiveStore
 from publisher.archive.zenodo import ZenodoClient
 from publisher.core.types import FunctionSource, ImageRef, Release, TestReport
 from publisher.db.engine import make_engine, upgrade
 from publisher.manifest.model import Manifest
+from tests.fakes.invenio_server import InvenioServer
 from tests.fakes.zenodo_server import ZenodoServer
 
 CITATION = """\
@@ -91,6 +93,28 @@ def make_archive(zenodo_server: ZenodoServer, engine: Engine) -> ArchiveFactory:
             communities=["faaspub-functions"],
             progress=progress,
             today=lambda: date(2026, 5, 19),
+        )
+
+    return factory
+
+
+@pytest.fixture
+def invenio_server() -> Iterator[InvenioServer]:
+    """A running InvenioRDM test server; tweak ``.fake`` per test."""
+    with InvenioServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_invenio(invenio_server: InvenioServer, engine: Engine) -> Callable[..., RecordArchive]:
+    """A fresh InvenioRDM archive (as a new process would make) on the same server and database."""
+
+    def factory(progress: Callable[[str], None] | None = None, **client_options: object) -> RecordArchive:
+        options: dict[str, object] = {"timeout": 5.0, "publish_timeout": 5.0, "sleep": lambda s: None}
+        options.update(client_options)
+        client = InvenioClient(invenio_server.url, invenio_server.token, **options)
+        return RecordArchive(
+            lambda namespace: client, ArchiveStore(engine), progress=progress, today=lambda: date(2026, 5, 19)
         )
 
     return factory

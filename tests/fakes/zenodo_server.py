@@ -661,6 +661,12 @@ class Handler(BaseHTTPRequestHandler):
             target = fake._latest(dep.conceptrecid) if m.group(2) else dep
             assert target is not None
             return 200, fake.record_json(self.base, target), {}
+        if m := re.fullmatch(r"/api/records/(\d+)/files/([^/]+)/content", path):
+            dep = fake.deposits.get(int(m.group(1)))
+            stored = dep.files.get(unquote(m.group(2))) if dep is not None and dep.published else None
+            if method != "GET" or stored is None:
+                raise error(404, NOT_FOUND)
+            return 200, stored.data, {"Content-Type": "application/octet-stream"}
         if path == "/api/records" and method == "GET":
             return 200, self._search_records(), {}
         if path.rstrip("/") == "/api/licenses" and method == "GET":
@@ -884,15 +890,17 @@ class _Delayed:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    fake: ZenodoFake
+    fake: Any
 
 
 class ZenodoServer:
     """The fake on a random loopback port; ``url`` is the API base (``http://127.0.0.1:PORT/api``)."""
 
-    def __init__(self, fake: ZenodoFake | None = None) -> None:
+    handler: type[Handler] = Handler
+
+    def __init__(self, fake: Any = None) -> None:
         self.fake = fake or ZenodoFake()
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), self.handler)
         self._server.fake = self.fake
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="zenodo-fake", daemon=True
