@@ -136,7 +136,9 @@ class InvenioFake:
             "files": {"enabled": True, "count": len(rec.files)},
             "metadata": rec.metadata,
             "parent": parent,
-            "pids": {"doi": {"identifier": rec.doi, "provider": "datacite", "client": "datacite"}} if rec.doi else {},
+            "pids": {"doi": {"identifier": rec.doi, "provider": "datacite", "client": "datacite"}}
+            if rec.doi
+            else {},
             "versions": {"index": rec.version_index, "is_latest": self.latest(rec.parent) is rec},
             "links": links,
         }
@@ -192,7 +194,13 @@ class InvenioFake:
         if not md.get("creators"):
             errors.append(("metadata.creators", "Missing data for required field."))
         if not rec.files:
-            errors.append(("files.enabled", "Missing uploaded files. To disable files for this record please mark it as metadata-only."))
+            errors.append(
+                (
+                    "files.enabled",
+                    "Missing uploaded files. To disable files for this record please mark it as "
+                    "metadata-only.",
+                )
+            )
         if any(not f.committed for f in rec.files.values()):
             errors.append(("files", "One or more files have not completed their transfer."))
         if errors:
@@ -244,7 +252,9 @@ class InvenioHandler(Handler):
 
     def _route(self, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
         method, fake = self.command, self.fake
-        if m := re.fullmatch(r"/api/records/([a-z0-9-]+)(/versions/latest|/files|/files/([^/]+)/content)?", path):
+        if m := re.fullmatch(
+            r"/api/records/([a-z0-9-]+)(/versions/latest|/files|/files/([^/]+)/content)?", path
+        ):
             rec = fake.records.get(m.group(1))
             if method == "GET" and rec is not None and rec.published:
                 if m.group(2) == "/versions/latest":
@@ -252,7 +262,11 @@ class InvenioHandler(Handler):
                     assert latest is not None
                     return 302, b"", {"Location": f"{self.base}/records/{latest.id}"}
                 if m.group(2) == "/files":
-                    return 200, {"entries": [fake.file_json(self.base, rec, f) for f in rec.files.values()]}, {}
+                    return (
+                        200,
+                        {"entries": [fake.file_json(self.base, rec, f) for f in rec.files.values()]},
+                        {},
+                    )
                 if m.group(3):
                     stored = rec.files.get(unquote(m.group(3)))
                     if stored is None:
@@ -302,7 +316,9 @@ class InvenioHandler(Handler):
 
     def _create(self, user: int, body: bytes) -> dict[str, Any]:
         data = self.fake.clean(self._json_body(body))
-        rec = Record(self.fake.new_id(), self.fake.new_id(), user, data.get("metadata", {}), data.get("access", {}))
+        rec = Record(
+            self.fake.new_id(), self.fake.new_id(), user, data.get("metadata", {}), data.get("access", {})
+        )
         self.fake.records[rec.id] = rec
         return self.fake.record_json(self.base, rec)
 
@@ -326,7 +342,9 @@ class InvenioHandler(Handler):
         rec.doi = f"{DOI_PREFIX}/{rec.id}"
         return 201, self.fake.record_json(self.base, rec), {}
 
-    def _files(self, rec: Record, key: str | None, action: str | None, body: bytes) -> tuple[int, Any, dict[str, str]]:
+    def _files(
+        self, rec: Record, key: str | None, action: str | None, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
         method, fake = self.command, self.fake
         if key is None:
             if method == "GET":
@@ -377,7 +395,11 @@ class InvenioHandler(Handler):
         answer = fake.record_json(self.base, rec)
         if fake.faults.publish_then_504 > 0:
             fake.faults.publish_then_504 -= 1
-            return 504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", {"Content-Type": "text/html"}
+            return (
+                504,
+                b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
+                {"Content-Type": "text/html"},
+            )
         return 202, answer, {}
 
     def _new_version(self, rec: Record) -> dict[str, Any]:
@@ -385,7 +407,9 @@ class InvenioHandler(Handler):
         if fake.latest(rec.parent) is not rec:
             raise error(400, "A new version can only be created from the latest version.")
         # InvenioRDM keeps one next draft per parent and hands it out again.
-        existing = next((r for r in fake.records.values() if r.parent == rec.parent and not r.published), None)
+        existing = next(
+            (r for r in fake.records.values() if r.parent == rec.parent and not r.published), None
+        )
         if existing is not None:
             return fake.record_json(self.base, existing)
         metadata = {k: v for k, v in rec.metadata.items() if k not in ("version", "publication_date")}
@@ -401,4 +425,3 @@ class InvenioServer(ZenodoServer):
 
     def __init__(self, fake: InvenioFake | None = None) -> None:
         super().__init__(fake or InvenioFake())
-
