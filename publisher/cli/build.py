@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from publisher.build.inputs import test_tag
 from publisher.cli.common import config_option, err, json_option, print_json
 from publisher.core.context import Context
 from publisher.core.pipeline import Pipeline, build_labels, development_version
-from publisher.core.types import BuiltImage, FunctionSource, ImageRef, Reservation
+from publisher.core.types import BuiltImage, FunctionSource, ImageRef, Release, Reservation
 from publisher.manifest.load import git_tag_version
 from publisher.oci.store import open_store, parse_reference
 
@@ -23,10 +24,14 @@ def _load(context: Context, directory: str) -> FunctionSource:
     return Pipeline(context).load(Path(directory))
 
 
+def _version(fn: FunctionSource, version: str | None) -> str:
+    return version or git_tag_version(fn.root) or development_version(fn)
+
+
 def _build(
     context: Context, fn: FunctionSource, builder: str | None, push: bool, version: str | None
 ) -> BuiltImage:
-    version = version or git_tag_version(fn.root) or development_version(fn)
+    version = _version(fn, version)
     kind = builder or context.settings.build.builder
     with err.status(f"building {fn.name} {version} ({kind})") as status:
         return get_builder(kind, context.settings, push=push).build(
@@ -55,11 +60,24 @@ def _image_json(image: BuiltImage) -> dict[str, object]:
 def build(
     directory: str, builder: str | None, push: bool, version: str | None, config: str | None, as_json: bool
 ) -> None:
-    """Build the function image (and its test image) and push them."""
+    """Build the function image (and its test image), push them and attach the SBOM and provenance."""
     context = Context.from_config(config)
-    image = _build(context, _load(context, directory), builder, push, version)
+    fn = _load(context, directory)
+    image = _build(context, fn, builder, push, version)
+    attestation = None
+    if push:
+        # In CI, the job that built the image is its provenance's invocation (GitLab sets CI_JOB_URL).
+        release = Release(fn, _version(fn, version), image.ref, ci_job_url=os.environ.get("CI_JOB_URL"))
+        attestation = Pipeline(context).attest(release, image)
     if as_json:
-        print_json(_image_json(image))
+        print_json(
+            {
+                **_image_json(image),
+                "sbom": attestation is not None,
+                "signed_by": attestation.key_id if attestation else None,
+                "ci_job_url": os.environ.get("CI_JOB_URL"),
+            }
+        )
         return
     state = "pushed" if push else "built (not pushed)"
     err.print(
@@ -69,6 +87,11 @@ def build(
     )
     if image.test_ref:
         err.print(f"test image: {image.test_ref.tagged}", markup=False)
+    if attestation is not None:
+        signed = (
+            f"signed provenance (key {attestation.key_id[:16]})" if attestation.key_id else "no signing key"
+        )
+        err.print(f"attached: SBOM, {signed}", markup=False)
 
 
 def _given_image(context: Context, reference: str) -> BuiltImage:

@@ -33,6 +33,7 @@ VERBS = {
     "worker": "publisher.cli.gitlab:worker",
     "token": "publisher.cli.token:token",
     "release-info": "publisher.cli.release:release_info",
+    "verify": "publisher.cli.verify:verify",
 }
 
 

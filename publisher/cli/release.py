@@ -143,7 +143,9 @@ def release_info(
         raise FaaspubError(
             f"not releasing {fn.name}: {report.failed} failed and {report.errors} errored tests in {junit}"
         )
-    record = Release(fn, ci_version(env), image, test=report).provenance()
+    built_by = _read_json(build_file).get("ci_job_url")  # the build job, for the signed provenance
+    job_url = built_by if isinstance(built_by, str) else None
+    record = Release(fn, ci_version(env), image, test=report, ci_job_url=job_url).provenance()
     if output:
         output.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     if service_url:

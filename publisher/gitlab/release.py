@@ -209,6 +209,7 @@ class ReleaseWorker:
             image=ImageRef(**record.data["image"]),
             reservation=Reservation(**record.data.get("reservation", {})),
             test=read_report(fetched.files["junit.xml"]),
+            ci_job_url=record.data.get("ci_job_url"),
         )
 
     # -- steps (each returns what it produced, merged into ``data``) -------------------------
@@ -230,7 +231,13 @@ class ReleaseWorker:
                 f"{report.errors} errors); see the JUnit report"
             )
         self.pipeline.check_bindings(fn)
-        return {"image": asdict(image), "function": fn.name, "namespace": fn.namespace}
+        built_by = doc.get("ci_job_url")  # the CI build job, named in the signed provenance
+        return {
+            "image": asdict(image),
+            "function": fn.name,
+            "namespace": fn.namespace,
+            "ci_job_url": built_by if isinstance(built_by, str) else None,
+        }
 
     def _verify(self, record: ReleaseRecord) -> dict[str, Any]:
         artifacts.check_image(ImageRef(**record.data["image"]), self.context.settings)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from cyclonedx.contrib.license.factories import LicenseFactory
+from cyclonedx.contrib.license.factories import InvalidSpdxLicenseException, LicenseFactory
 from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
@@ -95,9 +95,21 @@ class BaseImage:
 
 
 def _licenses(names: Iterable[str]) -> list[Any]:
+    """One name: an SPDX id, an SPDX expression or a free-text name (Debian's "GPL-2+").
+
+    Several: CycloneDX allows one expression or any number of single licences, so each becomes a
+    single licence (by SPDX id where it is one)."""
+    unique = sorted({n.strip() for n in names if n.strip()})
     factory = LicenseFactory()
-    # A free-text name that is no SPDX id or expression stays a named licence (Debian's "GPL-2+").
-    return [factory.make_from_string(name) for name in sorted(set(names)) if name.strip()]
+    if len(unique) == 1:
+        return [factory.make_from_string(unique[0])]
+    found: list[Any] = []
+    for name in unique:
+        try:
+            found.append(factory.make_with_id(name))
+        except InvalidSpdxLicenseException:
+            found.append(factory.make_with_name(name))
+    return found
 
 
 def _sha256(hexdigest: str | None) -> list[HashType]:
