@@ -133,6 +133,20 @@ def function_page(request: Request, namespace: str, name: str) -> HTMLResponse:
     )
 
 
+@router.get("/functions/{namespace}/{name}/versions/{version}", response_class=HTMLResponse)
+def version_page(request: Request, namespace: str, name: str, version: str) -> HTMLResponse:
+    """One version: image, provenance (verified or not, by which key), SBOM and citation exports."""
+    if (denied := _private(request)) is not None:
+        return denied
+    with request.app.state.context.sessions() as session:
+        try:
+            fn = queries.find_function(session, name, namespace)
+            detail = queries.version_detail(fn, queries.find_version(fn, version))
+        except FaaspubError as exc:
+            return _error(request, 404, exc.message, exc.hint)
+    return _render(request, "version.html", title=f"{name} {version} · {namespace}", v=detail)
+
+
 @router.get("/activations/{activation_id}", response_class=HTMLResponse)
 def activation_page(request: Request, activation_id: str) -> HTMLResponse:
     """One activation: status, version, duration, result and logs."""

@@ -79,7 +79,12 @@ def list_functions(
     """Functions sorted by name; ``q`` matches name or description, ``trigger_path`` a storage path
     a trigger watches (the path itself, a folder under it, or a folder above it)."""
     limit = cursors.clamp(limit)
-    query = select(Function).order_by(Function.name, Function.id).limit(limit + 1)
+    query = (
+        select(Function)
+        .options(selectinload(Function.versions))
+        .order_by(Function.name, Function.id)
+        .limit(limit + 1)
+    )
     if q:
         pattern = _like(q.lower())
         query = query.where(
@@ -138,39 +143,47 @@ def find_function(session: Session, name: str, namespace: str | None = None) -> 
     return found[0]
 
 
+def live_version(fn: Function) -> Version | None:
+    return next((v for v in fn.versions if v.version == fn.alias_version), None)
+
+
 def function_summary(fn: Function) -> dict[str, Any]:
+    """The function as listed: with the live version's image, digest and DOI, and a description
+    (the manifest's, else the CITATION.cff abstract or title of the live version)."""
+    current = live_version(fn)
+    citation = current.citation if current is not None else {}
     return {
         "namespace": fn.namespace,
         "name": fn.name,
-        "description": fn.description,
+        "description": fn.description or citation.get("abstract") or citation.get("title"),
         "keywords": list(fn.keywords or []),
         "alias_version": fn.alias_version,
+        "image": current.image if current else None,
+        "digest": current.digest if current else None,
+        "doi": current.doi if current else None,
         "concept_doi": fn.concept_doi,
         "project": fn.project,
         "updated": aware(fn.updated),
     }
 
 
+def version_citation(version: Version) -> dict[str, Any] | None:
+    """BibTeX, APA, CFF and CodeMeta of one version (its own number and DOI filled in)."""
+    created = aware(version.created)
+    return exports(
+        version.citation, version.version, version.doi, version.runtime, created.date() if created else None
+    )
+
+
 def function_detail(fn: Function) -> dict[str, Any]:
     """The function with its triggers and the citation of its alias version."""
-    current = next((v for v in fn.versions if v.version == fn.alias_version), None)
-    citation = None
-    if current is not None:
-        created = aware(current.created)
-        citation = exports(
-            current.citation,
-            current.version,
-            current.doi,
-            current.runtime,
-            created.date() if created else None,
-        )
+    current = live_version(fn)
     return {
         **function_summary(fn),
         "source_url": fn.source_url,
         "created": aware(fn.created),
         "triggers": [trigger(t) for t in fn.triggers],
-        "doi": current.doi if current else None,
-        "citation": citation,
+        "citation": version_citation(current) if current is not None else None,
     }
 
 
@@ -203,7 +216,39 @@ def version_item(fn: Function, version: Version) -> dict[str, Any]:
         "state": version.state,
         "created": aware(version.created),
         "current": version.version == fn.alias_version,
+        "provenance": provenance_summary(version.provenance),
+        "sbom_components": len(version.sbom) if version.sbom is not None else None,
     }
+
+
+def provenance_summary(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Verified or not, by which key, for which DOI, and why not (from the release's check)."""
+    if not check:
+        return None
+    failed = [f"{c['name']}: {c['detail']}" for c in check.get("checks", []) if not c.get("ok")]
+    return {
+        "verified": bool(check.get("verified")),
+        "key_id": check.get("key_id"),
+        "doi": check.get("doi"),
+        "reason": "; ".join(failed) or None,
+    }
+
+
+def version_detail(fn: Function, version: Version) -> dict[str, Any]:
+    """One version with its SBOM components, its provenance check and its citation exports."""
+    return {
+        **version_item(fn, version),
+        "components": list(version.sbom or []),
+        "checks": list((version.provenance or {}).get("checks", [])),
+        "citation": version_citation(version),
+    }
+
+
+def find_version(fn: Function, number: str) -> Version:
+    found = next((v for v in fn.versions if v.version == number), None)
+    if found is None:
+        raise NotFound(f"function {fn.name} has no version {number}")
+    return found
 
 
 def list_versions(

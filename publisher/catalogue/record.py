@@ -16,6 +16,7 @@ from publisher.core.types import Release
 from publisher.db.models import Function, TriggerBinding, Version
 from publisher.errors import FaaspubError
 from publisher.manifest.model import StorageTrigger
+from publisher.provenance.sbom import components_of
 
 LIVE = "live"
 
@@ -80,8 +81,14 @@ def record_version(session: Session, release: Release, project: str | None = Non
     return True
 
 
-def record_metadata(session: Session, release: Release, citation: dict[str, Any] | None) -> None:
-    """Citation, keywords and HTTP triggers of a release (storage bindings are the backend's).
+def record_metadata(
+    session: Session,
+    release: Release,
+    citation: dict[str, Any] | None,
+    provenance: dict[str, Any] | None = None,
+) -> None:
+    """Citation, keywords, SBOM components, provenance check and HTTP triggers of a release (storage
+    bindings are the backend's).
 
     The version is upserted first, so this holds whatever the backend recorded (or did not).
     """
@@ -95,6 +102,10 @@ def record_metadata(session: Session, release: Release, citation: dict[str, Any]
         function.keywords = list(citation.get("keywords") or [])
     if release.test:
         version.test_summary = release.test.summary()
+    if release.attestation is not None:
+        version.sbom = components_of(release.attestation.sbom)
+    if provenance is not None:
+        version.provenance = provenance
     session.execute(
         delete(TriggerBinding).where(TriggerBinding.function_id == function.id, TriggerBinding.kind == "http")
     )

@@ -45,6 +45,9 @@ class FunctionSummary(BaseModel):
     description: str | None = None
     keywords: list[str] = Field(default_factory=list)
     alias_version: str | None = None
+    image: str | None = Field(default=None, description="image of the live version (pinned by digest)")
+    digest: str | None = Field(default=None, description="image digest of the live version")
+    doi: str | None = Field(default=None, description="DOI of the live version")
     concept_doi: str | None = None
     project: str | None = None
     updated: datetime | None = None
@@ -65,8 +68,16 @@ class FunctionDetail(FunctionSummary):
     source_url: str | None = None
     created: datetime | None = None
     triggers: list[TriggerOut] = Field(default_factory=list)
-    doi: str | None = Field(default=None, description="DOI of the alias version")
     citation: Citations | None = None
+
+
+class ProvenanceOut(BaseModel):
+    """The outcome of the version's provenance check at release."""
+
+    verified: bool
+    key_id: str | None = Field(default=None, description="the key its signed provenance verified with")
+    doi: str | None = None
+    reason: str | None = Field(default=None, description="why it did not verify")
 
 
 class VersionOut(BaseModel):
@@ -84,6 +95,8 @@ class VersionOut(BaseModel):
     current: bool = Field(description="the alias (the function's name) points at this version")
     namespace: str
     function: str
+    provenance: ProvenanceOut | None = None
+    sbom_components: int | None = Field(default=None, description="components its SBOM lists")
 
 
 class ActivationOut(BaseModel):

@@ -235,19 +235,18 @@ class Pipeline:
             lookup=None if expect_doi else self.context.archive.released_digest,
         )
 
-    def check_signed(self, release: Release) -> None:
-        """With ``[provenance] require_signed``, refuse an image whose provenance does not verify
-        (signature by the verify key, subject = its digest, DOI = the one reserved), before any
-        DOI is published or anything deployed."""
-        if not self.context.settings.provenance.require_signed:
-            return
+    def check_provenance(self, release: Release) -> Verification:
+        """Verify the release's image (signature by the verify key, subject = its digest, DOI = the
+        one reserved); with ``[provenance] require_signed`` an image that does not verify is refused,
+        before any DOI is published or anything deployed. The outcome goes into the catalogue."""
         verification = self.verify(release.image.pinned, expect_doi=release.reservation.doi)
-        if not verification.ok:
+        if self.context.settings.provenance.require_signed and not verification.ok:
             raise FaaspubError(
                 f"{release.name} {release.version}: image {release.image.digest} does not verify "
                 f"({verification.reason}); [provenance] require_signed refuses to deploy it",
                 hint="build and release it where the facility's signing key is configured",
             )
+        return verification
 
     def test(self, fn: FunctionSource, image: BuiltImage, junit: Path | None = None) -> TestReport:
         report = self.context.tester.test(fn, image, junit)
@@ -268,7 +267,7 @@ class Pipeline:
         """
         if release.attestation is None:
             release.attestation = self.attest(release)
-        self.check_signed(release)
+        checked = self.check_provenance(release)
         with tempfile.TemporaryDirectory(prefix="faaspub-attestation-") as tmp:
             archived = {**files, **attestation_files(release.attestation, Path(tmp))}
             release.reservation = self.context.archive.publish(release, archived)
@@ -278,7 +277,7 @@ class Pipeline:
         try:
             backend.bind(release, release.source.manifest.storage_triggers())
             with transaction(self.context.sessions) as session:
-                record_metadata(session, release, citation_dict(release.source))
+                record_metadata(session, release, citation_dict(release.source), checked.as_dict())
         except BaseException:
             self.restore_alias(release, previous)
             raise

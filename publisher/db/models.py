@@ -75,6 +75,9 @@ class Version(Base):
     manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
     citation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     test_summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The SBOM's components (name, version, type, purl, licences) and the provenance check's outcome.
+    sbom: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(32), default="live")
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
