@@ -7,7 +7,10 @@ repository:
   build host), build and push the function image and its test image;
 * native warm: a code-only change (one line appended to the handler), build and push again;
 * buildah: ``buildah bud --isolation chroot`` of the equivalent Dockerfile (pip runs inside the image),
-  pushed the same way (``faaspub build --builder buildah``).
+  pushed the same way (``faaspub build --builder buildah``);
+* attestation: what the SBOM and the signed provenance add to a warm build, side by side with the
+  build without them: making the CycloneDX SBOM (reading the base's SBOM from the registry), then
+  signing the statement and attaching both as referrers (``faaspub build --push``).
 
 ``run(quick)`` starts its own ``docker-registry`` and a private buildah configuration, and stops
 and removes both at the end. Quick mode measures hello once; the full run takes the median of three.
@@ -28,12 +31,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from publisher.build import inputs
 from publisher.build.buildah import BuildahBuilder
 from publisher.build.native import NativeBuilder
-from publisher.config import BuildSettings, RegistrySettings, Settings
+from publisher.config import BuildSettings, ProvenanceSettings, RegistrySettings, Settings
 from publisher.manifest.load import load_function
 from publisher.oci.registry import RegistryClient
 from publisher.podman import write_config
+from publisher.provenance.attest import attest
+from publisher.provenance.keys import load_signer
+from publisher.provenance.statement import BuildFacts
 from publisher.runtime.base import build_base
 from tests.infra.containers import cache_root, start_registry
 
@@ -122,6 +129,57 @@ def _bench_example(example: str, registry_url: str, work: Path, reps: int) -> li
     ]
 
 
+def _bench_attestation(example: str, registry_url: str, work: Path, reps: int) -> list[dict[str, Any]]:
+    root = _repo(example, work / "attest")
+    settings = _settings(registry_url, work / f"cache-{example}-attest").model_copy(
+        update={"state_dir": str(work / "attest-state"), "provenance": ProvenanceSettings()}
+    )
+    builder = NativeBuilder(settings)
+    signer = load_signer(settings)  # a generated Ed25519 key, as on an embedded installation
+    builder.build(load_function(root), "1.0.0", {})  # the dependency cache is warm from here on
+    builds, sboms, attaches = [], [], []
+    for i in range(reps):
+        _touch_code(root, 200 + i)
+        fn = load_function(root)
+        start = time.perf_counter()
+        built = builder.build(fn, "1.0.0", {})
+        builds.append(time.perf_counter() - start)
+        plan = builder.plan(fn, "1.0.0", {})
+        start = time.perf_counter()
+        document = builder.sbom(fn, "1.0.0", plan, built.ref.repository)
+        sboms.append(time.perf_counter() - start)
+        facts = BuildFacts(built.ref.repository, built.ref.digest, fn.name, "local", "1.0.0", "native")
+        start = time.perf_counter()
+        attest(builder.store, inputs.repository_path(settings, fn), facts, document, signer)
+        attaches.append(time.perf_counter() - start)
+    sbom_s, attach_s = statistics.median(sboms), statistics.median(attaches)
+    without = statistics.median(builds) - sbom_s
+    peer = f"the same warm build without SBOM and provenance (examples/{example})"
+    record = {"unit": "s", "peer": peer, "peer_value": round(without, 3)}
+    return [
+        {
+            **record,
+            "metric": f"build.{example}.sbom_s",
+            "value": round(sbom_s, 3),
+            "command": "CycloneDX 1.6 SBOM of the native build, schema-checked (base SBOM from the registry)",
+        },
+        {
+            **record,
+            "metric": f"build.{example}.sign_attach_s",
+            "value": round(attach_s, 3),
+            "command": "sign the in-toto statement (Ed25519, DSSE) and attach SBOM + provenance as referrers",
+        },
+        {
+            **record,
+            "metric": f"build.{example}.attestation_overhead",
+            "value": round((sbom_s + attach_s) / without, 3),
+            "unit": "fraction of the warm build",
+            "command": "(SBOM + sign + attach) / warm build without them",
+            "goal": "< 0.25",
+        },
+    ]
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     examples = ["hello"] if quick else ["hello", "cxi-metadata"]
     reps = 1 if quick else 3
@@ -137,6 +195,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         for example in examples:
             results += _bench_example(example, registry.url, work, reps)
+            results += _bench_attestation(example, registry.url, work, max(reps, 3))
         return results
     finally:
         for key, value in saved.items():

@@ -12,7 +12,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.signer import SSlibKey
 
+from publisher.oci.registry import RegistryClient
+from publisher.provenance.attest import attached
+from publisher.provenance.verify import verify
 from tests.ci.githttp import GitHttpServer
 from tests.ci.pipeline import (
     COMPONENT_INCLUDE,
@@ -24,6 +29,7 @@ from tests.ci.pipeline import (
     run_gitlab_ci_local,
 )
 from tests.infra.containers import BaseImage, RegistryServer, run_podman
+from tests.provenance.test_signatures import pem_key
 
 HELLO = REPO_ROOT / "examples" / "hello"
 
@@ -86,19 +92,40 @@ def test_component_inputs_reach_the_jobs(gcl: str, git_server: GitHttpServer, tm
 
 
 def test_hello_pipeline_passes_and_releases_on_a_tag(
-    git_server: GitHttpServer, tmp_path: Path, run_args: tuple[list[str], dict[str, str], dict[str, str]]
+    git_server: GitHttpServer,
+    tmp_path: Path,
+    run_args: tuple[list[str], dict[str, str], dict[str, str]],
+    registry: RegistryServer,
 ) -> None:
     args, variables, env = run_args
     project = function_project(HELLO, tmp_path / "hello", git_server, "group/hello", PROJECT_INCLUDE)
+    # The facility's key, as a protected File variable gives it to the job: a path to the key file.
+    key = pem_key(tmp_path / "signing.pem")
+    key.chmod(0o644)  # readable by the job's user inside the container
     run = run_gitlab_ci_local(
         project,
-        [*args, "--unset-variable", "CI_COMMIT_BRANCH"],
-        variables={**variables, "CI_COMMIT_TAG": "v1.0.0"},
+        [*args, "--unset-variable", "CI_COMMIT_BRANCH", "--volume", f"{key}:/run/faaspub/signing.pem:ro"],
+        variables={
+            **variables,
+            "CI_COMMIT_TAG": "v1.0.0",
+            "FAASPUB_PROVENANCE__SIGNING_KEY_FILE": "/run/faaspub/signing.pem",
+            "CI_JOB_URL": "https://gitlab.example.org/group/hello/-/jobs/4711",
+        },
         env=env,
     )
     assert run.ok, run.output[-6000:]
     build = json.loads(run.artifact("faaspub:build", "build.json").read_text())
     assert build["digest"].startswith("sha256:")
+    # The build job attached the SBOM and the signed provenance to the image in the registry.
+    assert build["sbom"] is True and build["signed_by"]
+    repository = build["image"].split("@", 1)[0].split("/", 1)[1].rsplit(":", 1)[0]
+    found = attached(RegistryClient(registry.url, insecure=True), repository, build["digest"])
+    assert len(found.sboms) == 1 and len(found.envelopes) == 1
+    public = SSlibKey.from_crypto(serialization.load_pem_private_key(key.read_bytes(), None).public_key())
+    result = verify(found, build["digest"], public)
+    assert result.ok, result.reason
+    assert result.statement is not None
+    assert result.statement["predicate"]["runDetails"]["metadata"]["invocationId"].endswith("/jobs/4711")
     junit = ET.parse(run.artifact("faaspub:test", "junit.xml")).getroot()
     assert junit.iter("testcase"), "junit.xml has no test cases"
     release = json.loads(run.artifact("faaspub:release", "release.json").read_text())
