@@ -10,8 +10,7 @@ where it gives them. Facility repositories (institutional InvenioRDM instances) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +18,7 @@ from urllib.parse import quote
 import requests
 
 from publisher.archive.http import ArchiveError, ArchiveHttp, md5_of
-from publisher.archive.records import Draft, RemoteFile
-from publisher.citation.cff import Citation
+from publisher.archive.records import Description, Draft, RemoteFile
 from publisher.citation.crosswalk import rdm_metadata
 
 ACCEPT = "application/vnd.inveniordm.v1+json"
@@ -171,17 +169,7 @@ class InvenioClient(ArchiveHttp):
     def delete(self, record_id: str) -> None:
         self.request("DELETE", f"records/{quote(record_id)}/draft", expect=(204, 404, 410))
 
-    def metadata(
-        self,
-        citation: Citation,
-        *,
-        version: str,
-        publication_date: date,
-        details: Sequence[str],
-        communities: Iterable[str],
-        related: Iterable[Mapping[str, str]],
-        notes: str,
-    ) -> dict[str, Any]:
+    def metadata(self, about: Description) -> dict[str, Any]:
         """The whole draft body: public record and files, and the RDM metadata.
 
         Communities are not sent: an InvenioRDM community takes a record through a review request,
@@ -191,11 +179,11 @@ class InvenioClient(ArchiveHttp):
             "access": {"record": "public", "files": "public"},
             "files": {"enabled": True},
             "metadata": rdm_metadata(
-                citation,
-                version=version,
-                publication_date=publication_date,
-                details=details,
-                related=related,
-                notes=notes,
+                about.citation,
+                version=about.version,
+                publication_date=about.publication_date,
+                details=about.details,
+                related=about.related,
+                notes=about.notes,
             ),
         }

@@ -41,6 +41,19 @@ class Draft:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
+@dataclass(frozen=True)
+class Description:
+    """What a release's record says, before an API's crosswalk shapes it."""
+
+    citation: Citation
+    version: str
+    publication_date: date
+    details: Sequence[str] = ()
+    communities: Iterable[str] = ()
+    related: Iterable[Mapping[str, str]] = ()
+    notes: str = ""
+
+
 class Records(Protocol):
     """One archive's record API, with one namespace's credentials."""
 
@@ -86,16 +99,6 @@ class Records(Protocol):
         """The id of the published record with ``doi``, ``None`` when the archive has none."""
         ...
 
-    def metadata(
-        self,
-        citation: Citation,
-        *,
-        version: str,
-        publication_date: date,
-        details: Sequence[str],
-        communities: Iterable[str],
-        related: Iterable[Mapping[str, str]],
-        notes: str,
-    ) -> dict[str, Any]:
+    def metadata(self, about: Description) -> dict[str, Any]:
         """The complete metadata document this API takes for a draft of one release."""
         ...

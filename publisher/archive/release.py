@@ -22,7 +22,7 @@ from typing import Any
 
 from publisher.archive.checks import archive_problems
 from publisher.archive.http import ArchiveError, md5_of
-from publisher.archive.records import Draft, Records
+from publisher.archive.records import Description, Draft, Records
 from publisher.archive.store import OPEN_STATES, ArchiveStore, Entry
 from publisher.archive.zenodo import ZenodoClient
 from publisher.archive.zenodo_records import ZenodoRecords
@@ -265,13 +265,15 @@ class RecordArchive:
                 {"identifier": previous[-1].doi, "relation": "isNewVersionOf", "resource_type": "software"}
             )
         return client.metadata(
-            citation,
-            version=version,
-            publication_date=self._today(),
-            details=details if fn.manifest.description is None else [fn.manifest.description, *details],
-            communities=self._communities,
-            related=related,
-            notes=marker(fn.namespace, fn.name, version),
+            Description(
+                citation,
+                version,
+                self._today(),
+                details if fn.manifest.description is None else [fn.manifest.description, *details],
+                self._communities,
+                related,
+                marker(fn.namespace, fn.name, version),
+            )
         )
 
     def _release_files(

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from publisher.archive.records import Draft, RemoteFile
+from publisher.archive.records import Description, Draft, RemoteFile
 from publisher.archive.zenodo import Deposition, ZenodoClient
-from publisher.citation.cff import Citation
 from publisher.citation.crosswalk import zenodo_metadata
 
 _ZENODO_DOI = re.compile(r"^10\.\d{4,9}/zenodo\.(\d+)$")
@@ -102,23 +100,13 @@ class ZenodoRecords:
         match = _ZENODO_DOI.match(doi)
         return match.group(1) if match else None
 
-    def metadata(
-        self,
-        citation: Citation,
-        *,
-        version: str,
-        publication_date: date,
-        details: Sequence[str],
-        communities: Iterable[str],
-        related: Iterable[Mapping[str, str]],
-        notes: str,
-    ) -> dict[str, Any]:
+    def metadata(self, about: Description) -> dict[str, Any]:
         return zenodo_metadata(
-            citation,
-            version=version,
-            publication_date=publication_date,
-            details=details,
-            communities=communities,
-            related=related,
-            notes=notes,
+            about.citation,
+            version=about.version,
+            publication_date=about.publication_date,
+            details=about.details,
+            communities=about.communities,
+            related=about.related,
+            notes=about.notes,
         )

@@ -13,7 +13,7 @@ from publisher.archive.invenio import InvenioClient
 from publisher.archive.release import RecordArchive, ZenodoArchive
 from publisher.archive.store import ArchiveStore
 from publisher.archive.zenodo import ZenodoClient
-from publisher.core.types import FunctionSource, ImageRef, Release, TestReport
+from publisher.core.types import FunctionSource, ImageRef, Release, Reservation, TestReport
 from publisher.db.engine import make_engine, upgrade
 from publisher.manifest.model import Manifest
 from tests.fakes.invenio_server import InvenioServer
@@ -53,6 +53,43 @@ def make_function(root: Path, citation: str | None = CITATION, namespace: str = 
         commit="a" * 40,
         source_url="https://gitlab.example.org/grp/thumbnailer",
     )
+
+
+class Crash(BaseException):
+    """Stands for the process dying: no ``except Exception`` cleanup runs."""
+
+
+# Every step the release flow announces (see RecordArchive._step); "metadata#2" is its second one.
+CRASH_STEPS = ["create", "created", "metadata", "files", "publish", "published", "metadata#2"]
+
+
+def release_version(
+    archive: RecordArchive, fn: FunctionSource, version: str, tmp: Path
+) -> tuple[Reservation, Reservation]:
+    """What the pipeline does: reserve at the start, publish after build and tests."""
+    reservation = archive.reserve(fn, version)
+    release, files = make_release(fn, version, tmp)
+    release.reservation = reservation
+    return reservation, archive.publish(release, files)
+
+
+def crash_then_resume(
+    make: Callable[..., RecordArchive], fn: FunctionSource, tmp: Path, step: str, previous: bool
+) -> tuple[Reservation, Reservation]:
+    """Release 2.0.0 (after 1.0.0 when ``previous``), dying at ``step``; then release it again."""
+    if previous:
+        release_version(make(), fn, "1.0.0", tmp)
+    name, _, nth = step.partition("#")
+    seen: list[str] = []
+
+    def crash_at(message: str) -> None:
+        seen.append(message)
+        if message == f"archive: {name}" and seen.count(message) == int(nth or 1):
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        release_version(make(progress=crash_at), fn, "2.0.0", tmp)
+    return release_version(make(), fn, "2.0.0", tmp)
 
 
 def make_release(fn: FunctionSource, version: str, tmp: Path) -> tuple[Release, dict[str, Path]]:

@@ -11,22 +11,19 @@ import pytest
 
 from publisher.archive.invenio import InvenioClient, InvenioError
 from publisher.archive.release import RecordArchive
-from publisher.core.types import FunctionSource, Reservation
+from publisher.core.types import FunctionSource
 from publisher.errors import FaaspubError
-from tests.archive.conftest import CITATION, make_function, make_release
-from tests.archive.test_release import FIRST_STEPS, Crash
+from tests.archive.conftest import (
+    CITATION,
+    CRASH_STEPS,
+    crash_then_resume,
+    make_function,
+    make_release,
+    release_version,
+)
 from tests.fakes.invenio_server import DOI_PREFIX, InvenioServer
 
 Factory = Callable[..., RecordArchive]
-
-
-def release_version(
-    archive: RecordArchive, fn: FunctionSource, version: str, tmp: Path
-) -> tuple[Reservation, Reservation]:
-    reservation = archive.reserve(fn, version)
-    release, files = make_release(fn, version, tmp)
-    release.reservation = reservation
-    return reservation, archive.publish(release, files)
 
 
 def test_first_release_reserves_then_publishes_the_same_doi(
@@ -94,7 +91,7 @@ def test_second_release_is_a_new_version_of_the_same_parent(
 
 
 @pytest.mark.parametrize("previous", [False, True], ids=["first-release", "new-version"])
-@pytest.mark.parametrize("step", [*FIRST_STEPS, "metadata#2"])
+@pytest.mark.parametrize("step", CRASH_STEPS)
 def test_crash_at_any_step_then_resume(
     invenio_server: InvenioServer,
     make_invenio: Factory,
@@ -103,20 +100,7 @@ def test_crash_at_any_step_then_resume(
     step: str,
     previous: bool,
 ) -> None:
-    if previous:
-        release_version(make_invenio(), fn, "1.0.0", tmp_path)
-    name, _, nth = step.partition("#")
-    seen: list[str] = []
-
-    def crash_at(message: str) -> None:
-        seen.append(message)
-        if message == f"archive: {name}" and seen.count(message) == int(nth or 1):
-            raise Crash(step)
-
-    with pytest.raises(Crash):
-        release_version(make_invenio(progress=crash_at), fn, "2.0.0", tmp_path)
-
-    reserved, published = release_version(make_invenio(), fn, "2.0.0", tmp_path)
+    reserved, published = crash_then_resume(make_invenio, fn, tmp_path, step, previous)
     fake = invenio_server.fake
     assert len(fake.parents()) == 1
     assert fake.drafts() == []

@@ -13,24 +13,18 @@ from sqlalchemy import Engine
 from publisher.archive.release import ZenodoArchive
 from publisher.archive.store import ArchiveStore
 from publisher.archive.zenodo import ZenodoClient, ZenodoError
-from publisher.core.types import FunctionSource, Reservation
+from publisher.core.types import FunctionSource
 from publisher.errors import FaaspubError
-from tests.archive.conftest import CITATION, ArchiveFactory, make_function, make_release
+from tests.archive.conftest import (
+    CITATION,
+    CRASH_STEPS,
+    ArchiveFactory,
+    crash_then_resume,
+    make_function,
+    make_release,
+    release_version,
+)
 from tests.fakes.zenodo_server import ZenodoFake, ZenodoServer
-
-
-class Crash(BaseException):
-    """Stands for the process dying: no ``except Exception`` cleanup runs."""
-
-
-def release_version(
-    archive: ZenodoArchive, fn: FunctionSource, version: str, tmp: Path
-) -> tuple[Reservation, Reservation]:
-    """What the pipeline does: reserve at the start, publish after build and tests."""
-    reservation = archive.reserve(fn, version)
-    release, files = make_release(fn, version, tmp)
-    release.reservation = reservation
-    return reservation, archive.publish(release, files)
 
 
 def files_of(server: ZenodoServer, record_id: str | None) -> dict[str, bytes]:
@@ -159,11 +153,8 @@ def test_failed_publish_discards_and_keeps_the_previous_version(
     assert len(zenodo_server.fake.concepts()) == 1
 
 
-FIRST_STEPS = ["create", "created", "metadata", "files", "publish", "published"]
-
-
 @pytest.mark.parametrize("previous", [False, True], ids=["first-release", "new-version"])
-@pytest.mark.parametrize("step", [*FIRST_STEPS, "metadata#2"])
+@pytest.mark.parametrize("step", CRASH_STEPS)
 def test_crash_at_any_step_then_resume(
     zenodo_server: ZenodoServer,
     make_archive: ArchiveFactory,
@@ -172,20 +163,7 @@ def test_crash_at_any_step_then_resume(
     step: str,
     previous: bool,
 ) -> None:
-    if previous:
-        release_version(make_archive(), fn, "1.0.0", tmp_path)
-    name, _, nth = step.partition("#")
-    seen: list[str] = []
-
-    def crash_at(message: str) -> None:
-        seen.append(message)
-        if message == f"archive: {name}" and seen.count(message) == int(nth or 1):
-            raise Crash(step)
-
-    with pytest.raises(Crash):
-        release_version(make_archive(progress=crash_at), fn, "2.0.0", tmp_path)
-
-    reserved, published = release_version(make_archive(), fn, "2.0.0", tmp_path)
+    reserved, published = crash_then_resume(make_archive, fn, tmp_path, step, previous)
     fake = zenodo_server.fake
     assert len(fake.concepts()) == 1
     assert fake.drafts() == []
