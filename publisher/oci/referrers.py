@@ -11,8 +11,8 @@ v1.1, "Referrers tag schema").
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from publisher.errors import FaaspubError
@@ -52,63 +52,72 @@ def tag_of(digest: str) -> str:
     return digest.replace(":", "-", 1)[:128]
 
 
-def attach(
-    store: ImageStore,
-    repository: str,
-    subject: str,
-    artifact_type: str,
-    content: bytes,
-    annotations: Mapping[str, str] | None = None,
-) -> Referrer:
-    """Push ``content`` as an artifact of ``artifact_type`` referring to the manifest ``subject``.
+@dataclass(frozen=True)
+class Artifact:
+    """Content to attach: its type (also the layer's media type), bytes and manifest annotations."""
+
+    artifact_type: str
+    content: bytes
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def attach(store: ImageStore, repository: str, subject: str, artifacts: Sequence[Artifact]) -> list[Referrer]:
+    """Push ``artifacts`` as manifests referring to the manifest ``subject``; where the store has no
+    referrers API, list them in the ``sha256-<hex>`` tag index (one update for all of them).
 
     Attaching the same content again changes nothing (the manifest, and so its digest, is the same).
     """
     image = store.get_manifest(repository, subject)
     store.put_blob(repository, EMPTY, sha256_digest(EMPTY))
-    store.put_blob(repository, content, sha256_digest(content))
-    manifest: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {
-            "mediaType": MEDIA_EMPTY,
-            "digest": sha256_digest(EMPTY),
-            "size": len(EMPTY),
-            "data": "e30=",
-        },
-        "layers": [{"mediaType": artifact_type, "digest": sha256_digest(content), "size": len(content)}],
-        "subject": {
-            "mediaType": image.media_type or MEDIA_OCI_MANIFEST,
-            "digest": subject,
-            "size": len(image.data),
-        },
-    }
-    if annotations:
-        manifest["annotations"] = dict(annotations)
-    data = canonical_json(manifest)
-    digest = store.put_manifest(repository, sha256_digest(data), data, MEDIA_OCI_MANIFEST)
-    referrer = Referrer(digest, artifact_type, len(data), dict(annotations or {}))
+    attached = []
+    for artifact in artifacts:
+        content = artifact.content
+        store.put_blob(repository, content, sha256_digest(content))
+        manifest: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "artifactType": artifact.artifact_type,
+            "config": {
+                "mediaType": MEDIA_EMPTY,
+                "digest": sha256_digest(EMPTY),
+                "size": len(EMPTY),
+                "data": "e30=",
+            },
+            "layers": [
+                {"mediaType": artifact.artifact_type, "digest": sha256_digest(content), "size": len(content)}
+            ],
+            "subject": {
+                "mediaType": image.media_type or MEDIA_OCI_MANIFEST,
+                "digest": subject,
+                "size": len(image.data),
+            },
+        }
+        if artifact.annotations:
+            manifest["annotations"] = dict(artifact.annotations)
+        data = canonical_json(manifest)
+        digest = store.put_manifest(repository, sha256_digest(data), data, MEDIA_OCI_MANIFEST)
+        attached.append(Referrer(digest, artifact.artifact_type, len(data), dict(artifact.annotations)))
     if store.referrers(repository, subject) is None:
-        _add_to_tag_index(store, repository, subject, referrer)
-    return referrer
+        _add_to_tag_index(store, repository, subject, attached)
+    return attached
 
 
-def _add_to_tag_index(store: ImageStore, repository: str, subject: str, referrer: Referrer) -> None:
+def _add_to_tag_index(store: ImageStore, repository: str, subject: str, new: list[Referrer]) -> None:
     """Read, extend and put the ``sha256-<hex>`` index; re-read to catch a concurrent writer."""
     for _ in range(INDEX_ATTEMPTS):
         listed = _tag_index(store, repository, subject)
-        if any(r.digest == referrer.digest for r in listed):
+        missing = [r for r in new if all(r.digest != known.digest for known in listed)]
+        if not missing:
             return
         index = {
             "schemaVersion": 2,
             "mediaType": MEDIA_OCI_INDEX,
-            "manifests": [r.descriptor() for r in [*listed, referrer]],
+            "manifests": [r.descriptor() for r in [*listed, *missing]],
         }
         store.put_manifest(repository, tag_of(subject), canonical_json(index), MEDIA_OCI_INDEX)
     raise FaaspubError(
-        f"{store.reference(repository)}: could not record artifact {referrer.digest} in the referrers "
-        f"tag {tag_of(subject)} (other writers kept replacing it)"
+        f"{store.reference(repository)}: could not record artifacts in the referrers tag "
+        f"{tag_of(subject)} (other writers kept replacing it)"
     )
 
 

@@ -32,21 +32,22 @@ class Attached:
 def attach_sbom(store: ImageStore, repository: str, digest: str, document: bytes) -> None:
     """Validate ``document`` against CycloneDX 1.6 and attach it to the image ``digest``."""
     sbom.validate(document)
-    referrers.attach(store, repository, digest, sbom.MEDIA_TYPE, document)
+    referrers.attach(store, repository, digest, [referrers.Artifact(sbom.MEDIA_TYPE, document)])
 
 
 def attest(
     store: ImageStore, repository: str, facts: BuildFacts, document: bytes, signer: Signer | None
 ) -> Attestation:
-    """Attach ``document`` (the SBOM) and, with a signer, the signed statement of ``facts``."""
-    attach_sbom(store, repository, facts.digest, document)
-    if signer is None:
-        return Attestation(sbom=document)
-    signed = envelope.sign(statement(facts), signer)
-    referrers.attach(
-        store, repository, facts.digest, envelope.MEDIA_TYPE, signed, {PREDICATE_ANNOTATION: PREDICATE_TYPE}
-    )
-    return Attestation(sbom=document, provenance=signed, key_id=signer.public_key.keyid)
+    """Attach ``document`` (the SBOM, validated) and, with a signer, the signed statement of ``facts``."""
+    sbom.validate(document)
+    artifacts = [referrers.Artifact(sbom.MEDIA_TYPE, document)]
+    signed = envelope.sign(statement(facts), signer) if signer is not None else None
+    if signed is not None:
+        annotations = {PREDICATE_ANNOTATION: PREDICATE_TYPE}
+        artifacts.append(referrers.Artifact(envelope.MEDIA_TYPE, signed, annotations))
+    referrers.attach(store, repository, facts.digest, artifacts)
+    key_id = signer.public_key.keyid if signer is not None else None
+    return Attestation(sbom=document, provenance=signed, key_id=key_id)
 
 
 def attached(store: ImageStore, repository: str, digest: str) -> Attached:

@@ -135,9 +135,8 @@ def test_faaspub_verify_names_the_reason(
     copied = push(base_image, "verified", "1.0.2")  # carries the signed provenance of ``good``
     store = RegistryClient(base_image.registry.url, insecure=True)
     [good_envelope] = attached(store, repository_of(good.image), good.image.digest).envelopes
-    referrers.attach(
-        store, repository_of(copied.image), copied.image.digest, envelope.MEDIA_TYPE, good_envelope
-    )
+    copy = referrers.Artifact(envelope.MEDIA_TYPE, good_envelope)
+    referrers.attach(store, repository_of(copied.image), copied.image.digest, [copy])
     unsigned = push(base_image, "verified", "1.0.3")
 
     public = keys["facility"].with_suffix(".pub.pem")
@@ -274,4 +273,6 @@ def test_verify_without_any_key_says_so(tmp_path: Path, base_image: BaseImage) -
 def test_attach_to_a_missing_image_fails_clearly(tmp_path: Path, base_image: BaseImage) -> None:
     store = RegistryClient(base_image.registry.url, insecure=True)
     with pytest.raises(FaaspubError, match="not found"):
-        referrers.attach(store, "functions/none", "sha256:" + "0" * 64, sbom.MEDIA_TYPE, b"{}")
+        referrers.attach(
+            store, "functions/none", "sha256:" + "0" * 64, [referrers.Artifact(sbom.MEDIA_TYPE, b"{}")]
+        )
