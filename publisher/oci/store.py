@@ -100,14 +100,15 @@ class Reference:
 def parse_reference(text: str) -> Reference:
     """Split an image reference; a bad name, tag or digest is a :class:`FaaspubError` naming it."""
     if text.startswith("oci:"):
-        root, sep, rest = text[4:].rpartition(":")
+        body, _, digest = text[4:].partition("@")
+        root, sep, rest = body.rpartition(":")
         # oci:DIR:repo:tag has two colons after DIR; oci:DIR:repo one.
         head, sep2, maybe_repo = root.rpartition(":")
         if sep2 and "/" not in rest and _NAME.match(maybe_repo):
-            return _checked(Reference(f"oci:{head}", maybe_repo, rest or None), text)
+            return _checked(Reference(f"oci:{head}", maybe_repo, rest or None, digest or None), text)
         if not sep:
-            raise FaaspubError(f"image reference {text!r} must be oci:DIR:REPOSITORY[:TAG]")
-        return _checked(Reference(f"oci:{root}", rest), text)
+            raise FaaspubError(f"image reference {text!r} must be oci:DIR:REPOSITORY[:TAG][@DIGEST]")
+        return _checked(Reference(f"oci:{root}", rest, None, digest or None), text)
     rest, _, digest = text.partition("@")
     registry = ""
     first, slash, remainder = rest.partition("/")

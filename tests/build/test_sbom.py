@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -12,6 +13,9 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from publisher.build.native import NativeBuilder
 from publisher.config import Settings
+from publisher.core.context import Context
+from publisher.core.pipeline import Pipeline
+from publisher.core.types import Release
 from publisher.errors import FaaspubError
 from publisher.manifest.load import load_function
 from publisher.oci.layout import OciLayout
@@ -85,3 +89,27 @@ def test_an_invalid_document_is_refused() -> None:
         sbom.validate(
             b'{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"type": "nonsense"}]}'
         )
+
+
+def test_embedded_layout_signs_with_its_own_key_and_verifies(
+    make_function: FunctionFactory, layout_settings: Settings, tmp_path: Path
+) -> None:
+    """Embedded mode: no registry, no key configured. The installation makes its key, the artifacts
+    go into the OCI layout's referrers tag, and a pinned ``oci:`` reference verifies."""
+    settings = layout_settings.model_copy(update={"state_dir": str(tmp_path / "state")})
+    fn = load_function(make_function())
+    built = NativeBuilder(settings).build(fn, "1.0.0", {})
+    pipeline = Pipeline(Context(settings))
+    attestation = pipeline.attest(Release(fn, "1.0.0", built.ref), built)
+    assert attestation.key_id is not None and attestation.provenance is not None
+    assert (tmp_path / "state" / "provenance" / "signing-key.pem").is_file()
+
+    result = pipeline.verify(built.ref.pinned)  # oci:DIR:REPO:TAG@sha256:…
+    assert result.ok, result.reason
+    assert result.key_id == attestation.key_id
+    index = json.loads((Path(settings.registry.oci_layout) / "index.json").read_text())
+    names = {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
+    assert f"functions/local/hello:sha256-{built.ref.digest[7:]}" in names
+    other = NativeBuilder(settings).build(load_function(make_function("other")), "1.0.0", {})
+    refused = pipeline.verify(other.ref.pinned)
+    assert not refused.ok and "no signed provenance attached" in refused.reason
