@@ -47,6 +47,11 @@ def test_publish_then_a_file_in_the_local_folder_runs_the_function(machine: Mach
     assert published["digest"].startswith("sha256:") and ".faaspub/oci" in published["image"]
     assert {t["source"] for t in published["triggers"]} == {"local"}
 
+    # Signed with the installation's own key, attested in the local OCI layout, and checked by the user.
+    verified = json.loads(machine.faaspub("verify", published["image"], "--json"))
+    assert verified["verified"] and verified["digest"] == published["digest"], verified
+    assert [c["name"] for c in verified["checks"]] == ["sbom", "signature", "subject", "doi"]
+
     # Live: invoked by name, the alias runs 1.0.0 in a container.
     run = machine.invoke("cxi-metadata", {"selftest": True})
     assert run["status"] == "success" and run["version"] == "1.0.0", run
