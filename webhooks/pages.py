@@ -17,17 +17,19 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from publisher.catalogue import queries
-from publisher.catalogue.chart import activity_svg
+from publisher.catalogue.chart import Chart, chart_cache
 from publisher.catalogue.cursor import CursorError
 from publisher.errors import FaaspubError
 
 HERE = FsPath(__file__).parent
-CHART_HOURS = 24
 RECENT = 20
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 router.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 templates = Jinja2Templates(directory=HERE / "templates")
+# Templates ship with the package; checking their modification time on every render cost a stat()
+# per template per page.
+templates.env.auto_reload = False
 
 
 def _when(value: datetime | None) -> str:
@@ -54,6 +56,16 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> H
 
 def _error(request: Request, status: int, message: str, hint: str | None = None) -> HTMLResponse:
     return _render(request, "error.html", status, title=f"{status}", message=message, hint=hint)
+
+
+def _chart(request: Request, namespace: str, name: str) -> Chart:
+    """The function's activity chart from this app's cache (one per app, made on first use)."""
+    state = request.app.state
+    if getattr(state, "chart", None) is None:
+        state.chart = chart_cache(state.context.sessions)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    chart: Chart = state.chart(namespace, name, minute)
+    return chart
 
 
 def _private(request: Request) -> HTMLResponse | None:
@@ -117,7 +129,7 @@ def function_page(request: Request, namespace: str, name: str) -> HTMLResponse:
         detail = queries.function_detail(fn)
         versions = [queries.version_item(fn, v) for v in queries.sorted_versions(fn)]
         recent = queries.list_activations(session, namespace=namespace, function=name, limit=RECENT)
-        buckets = queries.activity(session, namespace, name, now=datetime.now(UTC), hours=CHART_HOURS)
+    chart = _chart(request, namespace, name)
     return _render(
         request,
         "function.html",
@@ -126,10 +138,10 @@ def function_page(request: Request, namespace: str, name: str) -> HTMLResponse:
         versions=versions,
         activations=recent.items,
         # The SVG is built from numbers and escaped text only.
-        chart=Markup(activity_svg(buckets, CHART_HOURS)),
-        chart_total=sum(b.total for b in buckets),
-        chart_failed=sum(b.failed for b in buckets),
-        chart_hours=CHART_HOURS,
+        chart=Markup(chart.svg),
+        chart_total=chart.total,
+        chart_failed=chart.failed,
+        chart_hours=chart.hours,
     )
 
 

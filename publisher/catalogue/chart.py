@@ -2,17 +2,58 @@
 
 No chart library and no script: the page stays light, works without JavaScript and with no network
 access, and screen readers get a text summary (``<title>``/``<desc>``) plus one tooltip per bar.
+Charts are cached per function and minute (:func:`chart_cache`): counting a busy function's day of
+runs for every page view was what held the function page at 40 requests/s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
 from html import escape
 
-from publisher.catalogue.queries import Bucket
+from sqlalchemy.orm import Session, sessionmaker
+
+from publisher.catalogue.queries import Bucket, activity
 
 WIDTH, HEIGHT = 640, 160
 LEFT, BOTTOM, TOP = 36, 22, 8
+HOURS = 24
+# Distinct (function, minute) charts kept; a page view of an older minute recomputes.
+CACHED_CHARTS = 1024
+
+
+@dataclass(frozen=True)
+class Chart:
+    """The rendered chart of one function and its totals over the last :data:`HOURS`."""
+
+    svg: str
+    total: int
+    failed: int
+    hours: int = HOURS
+
+
+ChartOf = Callable[[str, str, datetime], Chart]
+
+
+def chart_cache(sessions: sessionmaker[Session], size: int = CACHED_CHARTS) -> ChartOf:
+    """``chart(namespace, function, minute)``: the chart up to the end of ``minute``, cached.
+
+    A chart is at most one minute behind the activations table; each service process keeps its own
+    cache, so no process ever has to tell another that a function ran.
+    """
+
+    @lru_cache(maxsize=size)
+    def chart(namespace: str, function: str, minute: datetime) -> Chart:
+        with sessions() as session:
+            buckets = activity(session, namespace, function, now=minute + timedelta(minutes=1), hours=HOURS)
+        return Chart(
+            activity_svg(buckets, HOURS), sum(b.total for b in buckets), sum(b.failed for b in buckets)
+        )
+
+    return chart
 
 
 def activity_svg(buckets: Sequence[Bucket], hours: int) -> str:

@@ -1,13 +1,16 @@
 """Citation exports of a catalogue version (BibTeX, APA, CodeMeta, CFF) from its stored CITATION.cff data.
 
 ``Version.citation`` holds the :class:`~publisher.citation.cff.Citation` model dump taken at release
-time; the exports carry the version's own DOI and number, not whatever the CFF said then.
+time; the exports carry the version's own DOI and number, not whatever the CFF said then. A version's
+citation never changes, so the exports are kept (by content) instead of rebuilt for every page view.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,18 +30,28 @@ def exports(
     """
     if not data:
         return None
+    cached = _exports(json.dumps(data, sort_keys=True, default=str), version, doi, runtime, released)
+    # A copy: the cached documents are shared by every caller.
+    return json.loads(cached) if cached is not None else None
+
+
+@lru_cache(maxsize=1024)
+def _exports(
+    data: str, version: str, doi: str | None, runtime: str | None, released: date | None
+) -> str | None:
     try:
-        citation = Citation.model_validate(data)
+        citation = Citation.model_validate_json(data)
     except ValidationError:
         return None  # a row written by an older release format: show the version without citation
     if citation.date_released is None and released is not None:
         citation = citation.model_copy(update={"date_released": released})
-    return {
+    documents = {
         "bibtex": bibtex(citation, version=version, doi=doi),
         "apa": apa(citation, version=version, doi=doi),
         "cff": cff_text(citation, version, doi),
         "codemeta": codemeta(citation, version=version, doi=doi, runtime=runtime),
     }
+    return json.dumps(documents)
 
 
 def cff_text(citation: Citation, version: str, doi: str | None) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy.orm import Session, defer, joinedload, selectinload
 
 from publisher.backends.catalogue import version_key
 from publisher.catalogue import cursor as cursors
@@ -126,11 +126,13 @@ def find_function(session: Session, name: str, namespace: str | None = None) -> 
     query = (
         select(Function)
         .where(Function.name == name)
-        .options(selectinload(Function.versions), selectinload(Function.triggers))
+        # A function has a handful of triggers: joined to its row, they cost no query of their own
+        # (two select-in loads took twice the time of one).
+        .options(selectinload(Function.versions), joinedload(Function.triggers))
     )
     if namespace:
         query = query.where(Function.namespace == namespace)
-    found = list(session.scalars(query))
+    found = list(session.scalars(query).unique())
     where = f" in namespace {namespace}" if namespace else ""
     if not found:
         raise NotFound(f"function {name} does not exist{where}", hint="search with GET /api/v1/functions?q=")
@@ -329,6 +331,9 @@ def list_activations(
         .order_by(ActivationRecord.start.desc(), ActivationRecord.id.desc())
         .limit(limit + 1)
     )
+    if not logs:
+        # Results and logs are the large columns; a listing without them need not read or parse them.
+        query = query.options(defer(ActivationRecord.result), defer(ActivationRecord.logs))
     if namespace:
         query = query.where(ActivationRecord.namespace == namespace)
     if function:
@@ -383,24 +388,31 @@ class Bucket:
 def activity(
     session: Session, namespace: str, function: str, *, now: datetime, hours: int = 24, buckets: int = 24
 ) -> list[Bucket]:
-    """Counts of runs and failures per time bucket over the last ``hours``, oldest first."""
+    """Counts of runs and failures per time bucket over the last ``hours``, oldest first.
+
+    The database counts (one range scan of the function's start index, grouped by bucket): a busy
+    function has thousands of runs a day, and loading each row to count it took tens of ms.
+    """
     width = timedelta(hours=hours) / buckets
     start = now - timedelta(hours=hours)
+    edges = [start + width * i for i in range(1, buckets)]
+    # Bucket index by comparisons with bound times: the same SQL on SQLite and PostgreSQL.
+    index = case(
+        *((ActivationRecord.start < _utc(edge), i) for i, edge in enumerate(edges)), else_=buckets - 1
+    ).label("bucket")
+    failed = func.sum(case((ActivationRecord.status.in_(FAILED), 1), else_=0))
     rows = session.execute(
-        select(ActivationRecord.start, ActivationRecord.status).where(
+        select(index, func.count(), failed)
+        .where(
             ActivationRecord.namespace == namespace,
             ActivationRecord.function == function,
             ActivationRecord.start >= _utc(start),
+            ActivationRecord.start < _utc(now),
         )
+        .group_by(index)
     ).all()
-    totals = [0] * buckets
-    failures = [0] * buckets
-    for when, status in rows:
-        index = int((aware(when) - start) / width)  # type: ignore[operator]
-        if 0 <= index < buckets:
-            totals[index] += 1
-            failures[index] += status in FAILED
-    return [Bucket(start + width * i, totals[i], failures[i]) for i in range(buckets)]
+    counts = {int(i): (int(total), int(fails or 0)) for i, total, fails in rows}
+    return [Bucket(start + width * i, *counts.get(i, (0, 0))) for i in range(buckets)]
 
 
 # -- storage events and webhook deliveries -----------------------------------------------------------
