@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -42,6 +43,8 @@ class Target:
     python_version: str  # "3.11"
     platform: str  # "manylinux2014_x86_64"
     implementation: str = "cp"
+    # Ship byte-code (needs this interpreter's version): a read-only image cannot cache what it compiles.
+    bytecode: bool = False
 
 
 def requirement_lines(path: Path, root: Path, seen: frozenset[Path] = frozenset()) -> list[str]:
@@ -73,7 +76,10 @@ def requirement_lines(path: Path, root: Path, seen: frozenset[Path] = frozenset(
 
 def cache_key(requirements: Sequence[str], target: Target) -> str:
     """Hash of everything that decides the layer's content except the package index itself."""
-    doc = {"layout": LAYOUT_VERSION, "target": asdict(target), "requirements": list(requirements)}
+    fields = asdict(target)
+    if not target.bytecode:
+        del fields["bytecode"]  # keys of layers without byte-code stay what they were before the option
+    doc = {"layout": LAYOUT_VERSION, "target": fields, "requirements": list(requirements)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -147,8 +153,27 @@ def install_layer(
         # Console scripts carry the build host's interpreter path in their shebang: useless in the image.
         shutil.rmtree(dest / "bin", ignore_errors=True)
         dest.mkdir(exist_ok=True)
+        if target.bytecode:
+            compile_bytecode(dest, target)
         layer = build_layer(dest, target.prefix, workdir=Path(tmp))
         return _write_entry(entry, layer, _installed(report)), False
+
+
+def compile_bytecode(dest: Path, target: Target) -> None:
+    """Hash-based ``.pyc`` files (no timestamps) naming the paths inside the image, reproducibly."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if here != target.python_version:
+        raise FaaspubError(f"byte-code for Python {target.python_version} cannot be compiled by Python {here}")
+    command = [sys.executable, "-m", "compileall", "-q", "-j", "1", "--invalidation-mode", "unchecked-hash"]
+    proc = subprocess.run(
+        [*command, "-d", target.prefix, str(dest)],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise FaaspubError(f"compiling byte-code failed: {proc.stdout.strip()[-300:]}")
 
 
 def installed(requirements: Sequence[str], target: Target, cache_dir: Path) -> tuple[Package, ...]:

@@ -121,7 +121,10 @@ def reconcile_command(config: str | None, as_json: bool) -> None:
 @click.command()
 @config_option
 @click.option("--kind", "kinds", multiple=True, help="Only run jobs of this kind (repeatable).")
-def worker(config: str | None, kinds: tuple[str, ...]) -> None:
+@click.option(
+    "--listen", default=None, help="host:port for /healthz, /readyz and /metrics (default: no HTTP)."
+)
+def worker(config: str | None, kinds: tuple[str, ...], listen: str | None) -> None:
     """Run a GitLab worker process (several can share a PostgreSQL database)."""
     from publisher.gitlab.worker import run_worker
     from publisher.logs import configure_logging
@@ -131,5 +134,17 @@ def worker(config: str | None, kinds: tuple[str, ...]) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    http = None
+    if listen:
+        from webhooks.worker_app import serve_in_thread
+
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise FaaspubError(f"--listen {listen!r} is not host:port", hint="for example 0.0.0.0:8081")
+        http = serve_in_thread(context, host, int(port))
     err.print("faaspub worker running (Ctrl-C to stop)")
-    run_worker(context, stop, kinds or None)
+    try:
+        run_worker(context, stop, kinds or None)
+    finally:
+        if http is not None:
+            http.should_exit = True

@@ -34,6 +34,7 @@ VERBS = {
     "token": "publisher.cli.token:token",
     "release-info": "publisher.cli.release:release_info",
     "verify": "publisher.cli.verify:verify",
+    "db": "publisher.cli.db:db",
 }
 
 

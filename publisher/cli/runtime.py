@@ -1,4 +1,5 @@
-"""``faaspub runtime``: runtime base images (``build-base`` assembles the python base offline)."""
+"""``faaspub runtime``: images built from this source tree: the python base (``build-base``, assembled
+offline from Debian packages) and faaspub's own service image (``build-service``)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,26 @@ def build_base_cmd(python: str, tag: str | None, no_cache: bool, config: str | N
         f"{len(result.packages)} packages, {result.size / 1e6:.1f} MB, "
         f"{'cached layer, ' if result.cached else ''}{result.seconds:.1f} s"
     )
+
+
+@runtime.command("build-service")
+@click.option("--tag", default=None, help="Tag to push (default: the faaspub version).")
+@config_option
+@json_option
+def build_service_cmd(tag: str | None, config: str | None, as_json: bool) -> None:
+    """Build faaspub's own service image from this source tree and push it to the configured store."""
+    from publisher.oci.store import open_store
+    from publisher.runtime.service import build_service
+
+    settings = load_settings(config)
+    result = build_service(
+        open_store(settings),
+        Path(settings.build.cache_dir),
+        tag=tag,
+        progress=None if as_json else (lambda msg: err.print(f"[dim]{msg}[/dim]")),
+    )
+    if as_json:
+        print_json(result.to_json())
+        return
+    out.print(f"{result.reference}:{result.tag}@{result.digest}", markup=False)
+    err.print(f"{result.size / 1e6:.1f} MB, {result.seconds:.1f} s")

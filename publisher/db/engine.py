@@ -9,7 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -38,13 +39,30 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+# Any fixed number: the PostgreSQL advisory lock that serialises schema upgrades.
+_UPGRADE_LOCK = 0x66617073
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision of every migration branch."""
+    """Bring the schema to the newest revision of every migration branch.
+
+    Several processes may start at once on one PostgreSQL database (replicas, a migration job): an
+    advisory lock held for the transaction lets one upgrade while the others wait, then find nothing
+    left to do, instead of racing to create the same tables.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
+
+
+def revisions(engine: Engine) -> list[str]:
+    """The migration revisions the database is at (one per branch head), sorted."""
+    with engine.connect() as connection:
+        return sorted(MigrationContext.configure(connection).get_current_heads())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

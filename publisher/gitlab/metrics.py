@@ -28,6 +28,9 @@ STAGE_FAILURES = Counter(
 )
 
 
+JOB_STATUSES = ("queued", "running", "done", "dead")
+
+
 class QueueCollector(Collector):
     """Reads queue depth per status and the oldest queued job's age when Prometheus scrapes."""
 
@@ -38,7 +41,9 @@ class QueueCollector(Collector):
         depth = GaugeMetricFamily(
             "faaspub_queue_jobs", "Jobs in the durable queue, by status.", labels=["status"]
         )
-        for status, count in sorted(self.queue.depth().items()):
+        # Every status, even at zero: an autoscaler reading queued jobs must see 0, not no series.
+        counts = {status: 0 for status in JOB_STATUSES} | self.queue.depth()
+        for status, count in sorted(counts.items()):
             depth.add_metric([status], count)
         yield depth
         yield GaugeMetricFamily(
