@@ -163,7 +163,7 @@ def compile_bytecode(dest: Path, target: Target) -> None:
     """Hash-based ``.pyc`` files (no timestamps) naming the paths inside the image, reproducibly."""
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     if here != target.python_version:
-        raise FaaspubError(f"byte-code for Python {target.python_version} cannot be compiled by Python {here}")
+        raise FaaspubError(f"byte-code for Python {target.python_version} needs that Python, not {here}")
     command = [sys.executable, "-m", "compileall", "-q", "-j", "1", "--invalidation-mode", "unchecked-hash"]
     proc = subprocess.run(
         [*command, "-d", target.prefix, str(dest)],

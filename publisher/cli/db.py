@@ -21,13 +21,11 @@ def upgrade_command(config: str | None, as_json: bool) -> None:
     """Upgrade the schema to the newest revision of every part (serve and worker also do it at start)."""
     from sqlalchemy.exc import OperationalError
 
-    from publisher.db.engine import make_engine, revisions, upgrade
+    from publisher.db.engine import make_engine, upgrade
 
     engine = make_engine(load_settings(config).database.url)
     try:
-        before = revisions(engine)
-        upgrade(engine)
-        after = revisions(engine)
+        before, after = upgrade(engine)
     except OperationalError as exc:
         # The driver's own words (host, port, database name), never the URL, which may hold a password.
         raise FaaspubError(f"cannot upgrade the database: {' '.join(str(exc.orig).split())}") from None

@@ -43,8 +43,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 _UPGRADE_LOCK = 0x66617073
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision of every migration branch.
+def upgrade(engine: Engine) -> tuple[list[str], list[str]]:
+    """Bring the schema to the newest revision of every migration branch; the revisions before and after.
 
     Several processes may start at once on one PostgreSQL database (replicas, a migration job): an
     advisory lock held for the transaction lets one upgrade while the others wait, then find nothing
@@ -55,14 +55,11 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+        before = sorted(MigrationContext.configure(connection).get_current_heads())
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
-
-
-def revisions(engine: Engine) -> list[str]:
-    """The migration revisions the database is at (one per branch head), sorted."""
-    with engine.connect() as connection:
-        return sorted(MigrationContext.configure(connection).get_current_heads())
+        after = sorted(MigrationContext.configure(connection).get_current_heads())
+    return before, after
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
