@@ -8,13 +8,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from sqlalchemy import create_engine, text
-
-from tests.fakes.postgres_fixture import ADMIN_URL
 
 
 def faaspub(*args: str, cwd: Path, database: str) -> subprocess.Popen[str]:
@@ -34,20 +28,6 @@ def finished(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-@pytest.fixture()
-def empty_pg() -> Iterator[str]:
-    name = f"faaspub_mig_{secrets.token_hex(4)}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield "postgresql://postgres@127.0.0.1:5432/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def test_upgrade_then_nothing_left_to_do(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'state' / 'faaspub.db'}"
     code, out, err = finished(faaspub("db", "upgrade", "--json", cwd=tmp_path, database=database))
@@ -58,9 +38,9 @@ def test_upgrade_then_nothing_left_to_do(tmp_path: Path) -> None:
     assert code == 0 and out == "" and "already at " + ", ".join(first["after"]) in err
 
 
-def test_several_upgrades_at_once_on_one_new_database(tmp_path: Path, empty_pg: str) -> None:
+def test_several_upgrades_at_once_on_one_new_database(tmp_path: Path, empty_pg_url: str) -> None:
     """Replicas and the migration job starting together: one upgrades, the others wait and find it done."""
-    procs = [faaspub("db", "upgrade", "--json", cwd=tmp_path, database=empty_pg) for _ in range(3)]
+    procs = [faaspub("db", "upgrade", "--json", cwd=tmp_path, database=empty_pg_url) for _ in range(3)]
     results = [finished(p) for p in procs]
     assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
     docs = [json.loads(out) for _, out, _ in results]

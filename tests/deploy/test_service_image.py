@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
 
 from publisher import __version__
 from publisher.oci.registry import RegistryClient
@@ -20,7 +19,6 @@ from publisher.oci.transfer import fetch_image
 from publisher.runtime.base import BASE_REPOSITORY
 from publisher.runtime.service import SERVICE_REPOSITORY, ServiceBuild, build_service
 from tests.catalogue.conftest import free_port
-from tests.fakes.postgres_fixture import ADMIN_URL
 from tests.infra.containers import RegistryServer, cache_root, require_tool, run_podman
 
 pytestmark = pytest.mark.containers
@@ -86,21 +84,6 @@ def containers(podman_env: dict[str, str]) -> Iterator[Containers]:
     started.remove()
 
 
-@pytest.fixture()
-def database() -> Iterator[str]:
-    """A new, empty PostgreSQL database (the migration must create every table)."""
-    name = f"faaspub_img_{secrets.token_hex(4)}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield "postgresql://postgres@127.0.0.1:5432/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def test_the_image_is_the_runtime_base_plus_faaspub(service: ServiceBuild, registry: RegistryServer) -> None:
     store = RegistryClient(registry.url, insecure=True)
     image = fetch_image(store, SERVICE_REPOSITORY, service.digest)
@@ -127,9 +110,9 @@ def test_serve_answers_healthz_from_inside_its_container(image: str, containers:
 
 
 def test_migration_job_then_serve_and_worker_on_postgresql(
-    image: str, podman_env: dict[str, str], containers: Containers, database: str
+    image: str, podman_env: dict[str, str], containers: Containers, empty_pg_url: str
 ) -> None:
-    options = [*LIKE_A_POD, "--env", f"FAASPUB_DATABASE__URL={database}"]
+    options = [*LIKE_A_POD, "--env", f"FAASPUB_DATABASE__URL={empty_pg_url}"]
     first = json.loads(
         run_podman(podman_env, "run", "--rm", *options, image, "db", "upgrade", "--json").stdout
     )
