@@ -109,6 +109,7 @@ class ActivationRecord(Base):
     __table_args__ = (
         Index("ix_activations_fn_start", "namespace", "function", "start"),
         Index("ix_activations_ns_start", "namespace", "start"),
+        Index("ix_activations_function_start", "function", "start"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

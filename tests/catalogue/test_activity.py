@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from publisher.catalogue.chart import chart_cache
 from publisher.catalogue.citations import exports
-from publisher.catalogue.queries import activity
+from publisher.catalogue.queries import activity, list_activations
 from publisher.config import Settings
 from publisher.core.context import Context
 from publisher.core.pipeline import citation_dict
@@ -99,3 +101,20 @@ def test_citation_exports_are_kept_but_each_caller_gets_its_own() -> None:
     # Another version of the same citation is its own entry.
     other = exports(citation, "1.1.0", "10.5281/zenodo.2", "python:3.11")
     assert other is not None and "10.5281/zenodo.2" in other["bibtex"] and "1.1.0" in other["cff"]
+
+
+def test_activations_of_a_function_name_are_found_by_index(tmp_path: Path) -> None:
+    """The API lists a function's runs by name alone (no namespace): an index serves that query."""
+    context = Context(Settings.model_validate({"database": {"url": f"sqlite:///{tmp_path / 'a.db'}"}}))
+    seen: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(context.engine, "before_cursor_execute", keep)
+    with context.sessions() as session:
+        list_activations(session, function="hello", status="failed")
+        ((statement, parameters),) = [(s, p) for s, p in seen if "FROM activations" in s]
+        plan = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    context.engine.dispose()
+    assert "ix_activations_function_start" in str(plan), plan
