@@ -129,9 +129,8 @@ def package_layer(root: Path, cache_dir: Path, progress: Progress | None = None)
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         # From a find-links folder, not a file path: pip then records no temporary path in the layer.
         args = ["--no-deps", "--no-index", "--find-links", tmp, f"faaspub=={__version__}"]
-        layer, _ = install_layer(
-            [f"faaspub=={__version__} sha256:{digest}"], args, target, cache_dir, "faaspub"
-        )
+        requirement = f"faaspub=={__version__} sha256:{digest}"
+        layer, _ = install_layer([requirement], args, target, cache_dir, "faaspub", progress)
     return layer
 
 
