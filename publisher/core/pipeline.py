@@ -27,6 +27,7 @@ from publisher.core.types import (
     Attestation,
     BuiltImage,
     FunctionSource,
+    ImageRef,
     Release,
     Reservation,
     TestReport,
@@ -181,10 +182,24 @@ class Pipeline:
     def reserve(self, fn: FunctionSource, version: str) -> Reservation:
         return self.context.archive.reserve(fn, version)
 
+    def prepare_base(self, fn: FunctionSource) -> None:
+        """Build the runtime base ``fn`` needs from Debian packages if the store lacks it (first use)."""
+        python = fn.manifest.python_version
+        if python is not None:  # runtime: docker builds FROM the function's own Dockerfile
+            from publisher.runtime.base import ensure_base
+
+            ensure_base(self.context.settings, python, self.progress)
+
     def build(
-        self, fn: FunctionSource, version: str, reservation: Reservation, builder: str | None = None
+        self,
+        fn: FunctionSource,
+        version: str,
+        reservation: Reservation,
+        builder: str | None = None,
+        push: bool = True,
     ) -> BuiltImage:
-        return self.context.builder(builder).build(
+        self.prepare_base(fn)
+        return self.context.builder(builder, push=push).build(
             fn, version, build_labels(fn, version, reservation), self.progress
         )
 
@@ -248,13 +263,48 @@ class Pipeline:
             )
         return verification
 
+    def given_image(self, fn: FunctionSource, reference: str) -> BuiltImage:
+        """The image ``reference`` names (any form faaspub prints), with the test image built for it.
+
+        Without one in the store, the function's tests are appended to the image now, so its suite
+        always runs; when even that is impossible the error says the suite could not be run.
+        """
+        from publisher.build.native import NativeBuilder
+        from publisher.build.testimage import find_test_image, shipped_tag
+        from publisher.oci.engine import image_source
+        from publisher.oci.store import parse_reference
+        from publisher.oci.transfer import fetch_image
+
+        ref = parse_reference(reference)
+        store, repository, _ = image_source(self.context.settings, reference)
+        shipped = fetch_image(store, repository, ref.ref)
+        if ref.digest and shipped.digest != ref.digest:
+            raise FaaspubError(f"image {reference}: the store holds {shipped.digest} under that reference")
+        name = store.reference(repository)
+        image = ImageRef(name, shipped_tag(store.tags(repository), shipped.digest, ref.tag), shipped.digest)
+        test_tag = find_test_image(store, repository, shipped, ref.tag)
+        if test_tag is not None:
+            test_ref = ImageRef(name, test_tag, store.resolve(repository, test_tag))
+        else:
+            self.progress(f"no test image belongs to {image.pinned}; adding the tests of {fn.root} to it")
+            version = shipped.config.labels.get("org.opencontainers.image.version") or "given"
+            try:
+                test_ref = NativeBuilder(self.context.settings, store).push_test_image(
+                    fn, version, image, build_labels(fn, version, Reservation()), self.progress, repository
+                )
+            except FaaspubError as exc:
+                raise FaaspubError(f"{fn.name}: the test suite could not be run: {exc}") from None
+        return BuiltImage(image, shipped.size, "given", len(shipped.manifest.layers), test_ref=test_ref)
+
+    def run_tests(self, fn: FunctionSource, image: BuiltImage, junit: Path | None = None) -> TestReport:
+        """The function's pytest suite and the protocol smoke test in ``image``: the report, pass or fail."""
+        return self.context.tester.test(fn, image, junit)
+
     def test(self, fn: FunctionSource, image: BuiltImage, junit: Path | None = None) -> TestReport:
-        report = self.context.tester.test(fn, image, junit)
+        """:meth:`run_tests`, raising (with the failing tests named) unless everything passed."""
+        report = self.run_tests(fn, image, junit)
         if not report.ok:
-            detail = "; ".join(report.failures[:3]) or "see the JUnit report"
-            raise FaaspubError(
-                f"{fn.name}: tests failed ({report.failed} failed, {report.errors} errors): {detail}"
-            )
+            raise FaaspubError(f"{fn.name}: tests failed ({report.summary_line()}): {report.failed_names()}")
         return report
 
     def go_live(self, release: Release, files: Mapping[str, Path]) -> Release:

@@ -21,18 +21,18 @@ from publisher.oci.store import ImageStore
 
 
 def image_source(settings: Settings, image: str, digest: str | None = None) -> tuple[ImageStore, str, str]:
-    """``(store, repository, digest)`` of ``image`` (``REPO:TAG[@DIGEST]`` or ``oci:DIR:REPO:TAG``)."""
+    """``(store, repository, digest or tag)`` of ``image`` (``[HOST/]REPO[:TAG][@DIGEST]`` or
+    ``oci:DIR:REPO[:TAG][@DIGEST]``); without a registry, the configured store is meant."""
     from publisher.oci.layout import OciLayout
     from publisher.oci.registry import RegistryClient
-    from publisher.oci.store import parse_reference
+    from publisher.oci.store import open_store, parse_reference
 
-    name, _, pinned = image.partition("@")
-    ref = parse_reference(name)
-    digest = digest or pinned or ref.digest or ref.ref
+    ref = parse_reference(image)
+    digest = digest or ref.ref
     if ref.registry.startswith("oci:"):
         return OciLayout(ref.registry[4:]), ref.repository, digest
     if not ref.registry:
-        raise FaaspubError(f"image {image} names no registry")
+        return open_store(settings), ref.repository, digest
     reg = settings.registry
     client = RegistryClient(ref.registry, insecure=reg.insecure, credentials_file=reg.credentials_file)
     return client, ref.repository, digest

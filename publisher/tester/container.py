@@ -39,6 +39,12 @@ RUN_USER = "1000"
 _LOG_TAIL = 40
 
 
+def has_tests(fn: FunctionSource) -> bool:
+    """Whether the function has a tests folder with something in it (``faaspub validate`` wants one)."""
+    folder = fn.root / fn.manifest.tests.path
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,6 +69,9 @@ class ContainerTester:
             cases: list[junit.Case] = []
             if image.test_ref is not None:
                 cases += self._pytest(client, fn, image.test_ref)
+            elif has_tests(fn):
+                reason = f"the test suite could not be run: no test image belongs to {image.ref.pinned}"
+                cases.append(junit.Case("pytest", fn.manifest.tests.path, "error", 0.0, reason))
             cases += self._smoke(client, fn, image.ref)
         finally:
             client.close()
