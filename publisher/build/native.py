@@ -133,11 +133,18 @@ class NativeBuilder:
         layers.append((code, f"COPY . {inputs.ACTION_DIR} (with {inputs.HANDLER_CONFIG})"))
         image = self._assemble(base, fn, version, labels, layers, [inputs.DEPS_DIR])
 
-        test_layers, hit = self.test_layers(fn, progress)
+        (test_deps, *tests), hit = self.test_layers(fn, progress)
         cached += hit
         test_labels = {**labels, TESTED_IMAGE_LABEL: image.digest}
+        # pytest goes below the code: engines stack layers as a chain, so a layer above a changed one
+        # is unpacked again, and a code-only change should not cost a second pytest unpacking.
         test_image = self._assemble(
-            base, fn, version, test_labels, [*layers, *test_layers], [inputs.TEST_DEPS_DIR, inputs.DEPS_DIR]
+            base,
+            fn,
+            version,
+            test_labels,
+            [*layers[:-1], test_deps, layers[-1], *tests],
+            [inputs.TEST_DEPS_DIR, inputs.DEPS_DIR],
         )
         return Plan(image, test_image, cached, packages)
 
