@@ -11,7 +11,9 @@ import json
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +24,9 @@ from publisher.backends.naming import project_of
 from publisher.catalogue.record import record_metadata
 from publisher.citation.cff import Citation
 from publisher.core.context import Context
-from publisher.core.parts import Progress
+from publisher.core.parts import Progress, Tester
 from publisher.core.types import (
+    Activation,
     Attestation,
     BuiltImage,
     FunctionSource,
@@ -64,6 +67,50 @@ class PublishResult:
             "backend": self.backend,
             "triggers": self.triggers,
         }
+
+
+@dataclass
+class DevRound:
+    """One round of ``faaspub dev``: the version tried, its tests, and whether it went live."""
+
+    function: str
+    version: str
+    report: TestReport
+    previous: str | None  # the version live before this round
+    started: float = field(repr=False)
+    live: bool = False
+    error: str | None = None
+    given: dict[str, Any] | None = None  # the input of the first invoke of the new version
+    result: Any = None
+    seconds: float = 0.0
+
+    def failed(self, error: str) -> DevRound:
+        self.error = error
+        return self.finished()
+
+    def finished(self) -> DevRound:
+        self.seconds = time.monotonic() - self.started
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "version": self.version,
+            "live": self.live,
+            "live_version": self.version if self.live else self.previous,
+            "tests": self.report.summary(),
+            "failures": self.report.failures,
+            "error": self.error,
+            "input": self.given,
+            "result": self.result,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def dev_version() -> str:
+    """A development version unique to the moment (``faaspub dev`` makes one per save)."""
+    now = datetime.now(UTC)
+    return f"0.0.0-dev.{now:%Y%m%d%H%M%S}.{now.microsecond // 1000}"
 
 
 def development_version(fn: FunctionSource) -> str:
@@ -308,10 +355,8 @@ class Pipeline:
         return report
 
     def go_live(self, release: Release, files: Mapping[str, Path]) -> Release:
-        """Archive (publish the DOI), deploy, bind triggers and record the catalogue; safe to repeat.
+        """Archive (publish the DOI), then :meth:`deploy`; safe to repeat.
 
-        Deploy moves the alias; when binding or recording fails after that, the alias goes back to
-        the version that was live before, so a failed release never leaves its version running.
         The SBOM and the signed provenance are attached first (when no earlier stage did) and
         archived with the record; ``require_signed`` is checked before the DOI is published.
         """
@@ -321,17 +366,34 @@ class Pipeline:
         with tempfile.TemporaryDirectory(prefix="faaspub-attestation-") as tmp:
             archived = {**files, **attestation_files(release.attestation, Path(tmp))}
             release.reservation = self.context.archive.publish(release, archived)
-        backend = self.context.backend
+        return self.deploy(release, checked.as_dict())
+
+    def deploy(self, release: Release, provenance: dict[str, Any] | None = None) -> Release:
+        """Deploy, bind triggers and record the catalogue (with the provenance check); safe to repeat.
+
+        Deploy moves the alias; when binding or recording fails after that, the alias goes back to
+        the version that was live before, so a failed release never leaves its version running.
+        """
         previous = Catalogue(self.context.sessions).alias(release.namespace, release.name)
-        backend.deploy(release)
+        self.context.backend.deploy(release)
+        self._bind_and_record(release, previous, provenance)
+        return release
+
+    def promote(self, release: Release, previous: str | None) -> None:
+        """Point the alias at a staged version (``deploy(release, alias=False)``), bind and record it."""
+        self.context.backend.rollback(release.namespace, release.name, release.version)
+        self._bind_and_record(release, previous)
+
+    def _bind_and_record(
+        self, release: Release, previous: str | None, provenance: dict[str, Any] | None = None
+    ) -> None:
         try:
-            backend.bind(release, release.source.manifest.storage_triggers())
+            self.context.backend.bind(release, release.source.manifest.storage_triggers())
             with transaction(self.context.sessions) as session:
-                record_metadata(session, release, citation_dict(release.source), checked.as_dict())
+                record_metadata(session, release, citation_dict(release.source), provenance)
         except BaseException:
             self.restore_alias(release, previous)
             raise
-        return release
 
     def restore_alias(self, release: Release, previous: str | None) -> None:
         """Point the alias back at ``previous`` (none: remove the function that never went live)."""
@@ -345,6 +407,59 @@ class Pipeline:
                 backend.rollback(release.namespace, release.name, previous)
         except Exception as exc:  # the release's own error is what the caller must see
             self.progress(f"{release.name}: could not restore version {previous} yet ({exc})")
+
+    # -- faaspub dev: one round per save ---------------------------------------------------------
+
+    def develop(self, folder: Path, tester: Tester) -> DevRound:
+        """Build, test (``tester`` keeps its runner warm) and, when all passed, put a development
+        version live; a failure leaves the live version as it was. Nothing is archived.
+
+        The new version starts as ``NAME@VERSION`` and answers its first example while its tests
+        run (both take about as long); only then does ``NAME`` move to it.
+        """
+        started = time.monotonic()
+        fn = self.load(folder)
+        version = dev_version()
+        self.check_bindings(fn)
+        self.progress(f"{fn.name} {version}: building")
+        image = self.build(fn, version, Reservation())
+        release = Release(source=fn, version=version, image=image.ref)
+        previous = Catalogue(self.context.sessions).alias(fn.namespace, fn.name)
+        given = fn.manifest.examples[0].input if fn.manifest.examples else {}
+        done = DevRound(fn.name, version, TestReport(), previous, started, given=given)
+        self.progress(f"{fn.name} {version}: testing and starting")
+        with ThreadPoolExecutor(1, thread_name_prefix="dev-stage") as pool:
+            staged = pool.submit(self._stage, release, given)
+            try:
+                done.report = tester.test(fn, image)
+                activation = staged.result()
+            except BaseException:
+                self._unstage(release, staged)
+                raise
+        if not done.report.ok:
+            self._unstage(release, staged)
+            return done.failed(f"tests failed ({done.report.summary_line()}): {done.report.failed_names()}")
+        if activation.status != "success":
+            self._unstage(release, staged)
+            return done.failed(f"invoking {version} ended with {activation.status}: {activation.result}")
+        release.test = done.report
+        self.promote(release, previous)
+        done.result, done.live = activation.result, True
+        return done.finished()
+
+    def _stage(self, release: Release, given: dict[str, Any]) -> Activation:
+        self.context.backend.deploy(release, alias=False)
+        return self.context.backend.invoke(
+            release.namespace, release.name, given, version=release.version, cause="dev"
+        )
+
+    def _unstage(self, release: Release, staged: Future[Activation]) -> None:
+        """Remove a staged version that will not go live (once its start has finished either way)."""
+        wait([staged])
+        try:
+            self.context.backend.undeploy(release.namespace, release.name, release.version)
+        except FaaspubError as exc:
+            self.progress(f"{release.name}: could not remove {release.version} ({exc})")
 
     def fail(self, fn: FunctionSource, version: str, error: BaseException) -> None:
         """Discard the DOI draft of a failed release; the live version stays as it was."""
