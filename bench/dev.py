@@ -153,7 +153,11 @@ def _publish_samples(folder: Path, env: dict[str, str], publishes: int, first_re
         _save(folder, revision)
         started = time.perf_counter()
         subprocess.run(
-            [*FAASPUB, "publish", str(folder), "--json"], env=env, check=True, capture_output=True, timeout=600
+            [*FAASPUB, "publish", str(folder), "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
         )
         times.append((time.perf_counter() - started) * 1000)
     return times
