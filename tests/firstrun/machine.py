@@ -16,13 +16,13 @@ from tests.e2e.stack import FAASPUB, clean_env
 
 
 def run(
-    home: Path, cwd: Path, *args: str, timeout: float = 600, check: bool = True
+    home: Path, cwd: Path, *args: str, timeout: float = 600, check: bool = True, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """``faaspub ARGS`` in ``cwd`` on the machine whose state is ``home``."""
+    """``faaspub ARGS`` in ``cwd`` on the machine whose state is ``home`` (plus ``env`` settings)."""
     proc = subprocess.run(
         [*FAASPUB, *args],
         cwd=cwd,
-        env=clean_env({"FAASPUB_HOME": str(home)}),
+        env=clean_env({"FAASPUB_HOME": str(home), **env}),
         capture_output=True,
         text=True,
         timeout=timeout,
