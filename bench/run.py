@@ -32,6 +32,7 @@ AREAS = (
     "catalogue",
     "ci",
     "e2e",
+    "dev",
 )
 
 
