@@ -57,7 +57,5 @@ bench: setup
 ## make clean: stop what make run started (faaspub serve's private podman, its containers and storage
 ## mounts) and remove its state (FAASPUB_HOME, default ~/.local/share/faaspub) and local caches.
 clean:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -c 'from publisher.config import load_settings; \
-		from publisher.podman import stop_private_service; s = load_settings(); stop_private_service(s); \
-		import shutil; print("removing", s.state_dir); shutil.rmtree(s.state_dir, ignore_errors=True)'; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/run.py --clean; fi
 	rm -rf .faaspub data .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local .venv-rucio

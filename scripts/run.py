@@ -10,8 +10,10 @@ under the state directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,7 +161,42 @@ def _started() -> float:
         return time.time()
 
 
+# What make run (and the service it starts) keeps in the state directory; `make clean` removes these
+# and nothing else, whatever state_dir points at.
+STATE_ENTRIES = (
+    "faaspub.db",
+    "faaspub.db-wal",
+    "faaspub.db-shm",
+    "oci",
+    "data",
+    "podman",
+    "serve.log",
+    "gitlab",
+    "rootfs",
+)
+
+
+def clean() -> int:
+    """``make clean``: stop what make run started, then remove its state."""
+    settings = load_settings()
+    state = Path(settings.state_dir).resolve()
+    stop_private_service(settings)
+    release_mounts(state)
+    for name in STATE_ENTRIES:
+        path = state / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        state.rmdir()  # only when nothing else lives there
+    say(f"removed faaspub's state in {state}")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--clean"]:
+        return clean()
     started = _started()
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, _stop)
