@@ -28,13 +28,13 @@ system:
 	@scripts/setup-system.sh
 
 $(STAMP): pyproject.toml
-	@echo -e "\033[1m==>\033[0m installing faaspub into $(VENV) (first run, or pyproject.toml changed)"
+	@echo "==> installing faaspub into $(VENV) (first run, or pyproject.toml changed)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP) -e .
 	@touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	@echo -e "\033[1m==>\033[0m installing the test and lint tools into $(VENV)"
+	@echo "==> installing the test and lint tools into $(VENV)"
 	@$(PIP) -e '.[dev]'
 	@touch $(DEV_STAMP)
 
