@@ -158,7 +158,7 @@ def make_run_ready(work: Path) -> list[dict[str, Any]]:
         shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__", ".faaspub"))
     first = _time_to_ready(work)
     second = _time_to_ready(work)
-    stop_private_podman(work / ".faaspub")
+    stop_private_podman(work / "home")
     command = "make run (scripts/run.py: base image, serve, publish hello, cxi-metadata, chain) until 'ready'"
     return [
         {
@@ -179,6 +179,7 @@ def make_run_ready(work: Path) -> list[dict[str, Any]]:
 def _time_to_ready(work: Path, timeout: float = 600) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAASPUB_", "DOCKER_HOST"))}
     env["FAASPUB_SERVER__LISTEN"] = f"127.0.0.1:{free_port()}"
+    env["FAASPUB_HOME"] = str(work / "home")  # a fresh machine's state, never the user's
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, str(work / "scripts" / "run.py")],

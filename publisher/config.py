@@ -1,9 +1,13 @@
 """Configuration: a TOML file, ``FAASPUB_<SECTION>__<KEY>`` environment overrides, embedded defaults.
 
-With no file and no environment, the embedded defaults give a working single-machine setup: SQLite
-under ``./.faaspub/``, a local OCI layout as registry, the local backend, ``./data`` as watched
-storage and no archive. Secrets are read from ``*_file`` keys or from the environment and are kept
-as :class:`pydantic.SecretStr`, so they never print.
+Every command finds the same configuration wherever it runs: ``--config FILE``, else
+``FAASPUB_CONFIG``, else ``./faaspub.toml``, else ``$XDG_CONFIG_HOME/faaspub/faaspub.toml``. With no
+file and no environment, the embedded defaults give a working single-machine setup whose state lives
+under ``FAASPUB_HOME`` (default ``$XDG_DATA_HOME/faaspub``, i.e. ``~/.local/share/faaspub``), never
+under the current directory: SQLite, a local OCI layout as registry, the watched storage ``data/``,
+faaspub's private podman; plus the local backend and no archive. Downloads and built layers are
+cached under ``$XDG_CACHE_HOME/faaspub``. Secrets are read from ``*_file`` keys or from the
+environment and are kept as :class:`pydantic.SecretStr`, so they never print.
 """
 
 from __future__ import annotations
@@ -13,12 +17,51 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from publisher.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "faaspub.toml"
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    """``$variable/faaspub``, or ``~/fallback/faaspub`` when the variable is unset or relative (XDG spec)."""
+    value = os.environ.get(variable, "")
+    base = Path(value) if value and Path(value).is_absolute() else Path.home() / fallback
+    return base / "faaspub"
+
+
+def faaspub_home() -> Path:
+    """Where the embedded state lives: ``FAASPUB_HOME``, else ``$XDG_DATA_HOME/faaspub``."""
+    home = os.environ.get("FAASPUB_HOME")
+    return Path(home).expanduser() if home else _xdg("XDG_DATA_HOME", ".local/share")
+
+
+def user_config_file() -> Path:
+    """The user's configuration file: ``$XDG_CONFIG_HOME/faaspub/faaspub.toml``."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / DEFAULT_CONFIG_FILE
+
+
+def cache_home() -> Path:
+    """Downloads and built layers, shared by every state: ``$XDG_CACHE_HOME/faaspub``."""
+    return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def find_config_file(config_file: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file in force: ``config_file``, ``FAASPUB_CONFIG``, ``./faaspub.toml``, the
+    user's; ``None`` when there is none (embedded defaults). A file named explicitly must exist."""
+    named = config_file or os.environ.get("FAASPUB_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            source = "" if config_file else " (FAASPUB_CONFIG)"
+            raise ConfigError(f"configuration file {path}{source} does not exist")
+        return path
+    for candidate in (Path(DEFAULT_CONFIG_FILE), user_config_file()):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 class Section(BaseModel):
@@ -197,7 +240,8 @@ class Settings(BaseSettings):
     )
 
     namespace: str = "local"
-    state_dir: str = ".faaspub"
+    # Unset paths below (database, OCI layout, storage root) follow it; see _derive_state_paths.
+    state_dir: str = Field(default_factory=lambda: str(faaspub_home()))
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
@@ -222,18 +266,31 @@ class Settings(BaseSettings):
         # The environment overrides the file, which arrives as init arguments.
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _derive_state_paths(self) -> Settings:
+        """Paths nobody set live under ``state_dir``, so one setting moves the whole embedded state."""
+        self.state_dir = str(Path(self.state_dir).expanduser())
+        state = self.state_dir.rstrip("/") or "/"
+        if "url" not in self.database.model_fields_set:
+            self.database.url = f"sqlite:///{state}/faaspub.db"
+        if "oci_layout" not in self.registry.model_fields_set:
+            self.registry.oci_layout = f"{state}/oci"
+        if "root" not in self.storage.local.model_fields_set:
+            self.storage.local.root = f"{state}/data"
+        if "cache_dir" not in self.build.model_fields_set:
+            self.build.cache_dir = str(cache_home())
+        return self
+
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
-    """Read ``config_file`` (or ``./faaspub.toml`` when present) and apply environment overrides."""
+    """The configuration from the file :func:`find_config_file` names, with environment overrides."""
     data: dict[str, Any] = {}
-    path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
-    if config_file and not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist")
-    if path.is_file():
+    path = find_config_file(config_file)
+    if path is not None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -244,7 +301,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(
-            f"{path if path.is_file() else 'environment'}: [{where}] {first['msg']}",
+            f"{path or 'environment'}: [{where}] {first['msg']}",
             hint="see the configuration reference in README.md; env overrides are FAASPUB_<SECTION>__<KEY>",
         ) from None
 

@@ -50,6 +50,11 @@ def write_config(root: Path, insecure_hosts: list[str]) -> dict[str, str]:
     for host in insecure_hosts:
         registries += ["[[registry]]", f'location = "{host}"', "insecure = true"]
     (root / "registries.conf").write_text("\n".join(registries) + "\n")
+    return config_env(root)
+
+
+def config_env(root: Path) -> dict[str, str]:
+    """The environment that points podman at the configuration :func:`write_config` wrote."""
     return {
         "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
         "CONTAINERS_CONF": str(root / "containers.conf"),
@@ -101,12 +106,17 @@ def start_service(
     raise FaaspubError(f"podman system service did not answer on {sock} within {timeout:.0f}s; see {log}")
 
 
+def private_root(settings: Settings) -> Path:
+    """Where faaspub's private podman keeps its configuration, storage and socket."""
+    return (settings.state_path / "podman").resolve()
+
+
 def docker_host(settings: Settings) -> str:
     """The Docker API to use: ``DOCKER_HOST``, the configured one, or the private podman service."""
     configured = os.environ.get("DOCKER_HOST") or settings.backend.local.docker_host
     if configured:
         return configured
-    root = (settings.state_path / "podman").resolve()
+    root = private_root(settings)
     sock = root / "podman.sock"
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "start.lock", "w") as lock:
@@ -122,13 +132,33 @@ def docker_host(settings: Settings) -> str:
 def stop_private_service(settings: Settings, timeout: float = 15.0) -> bool:
     """Stop the private podman service started for ``settings`` (if it runs); True when one was stopped.
 
-    Once no service answers, the storage mounts it left under the state directory are released too.
+    Its containers go first (they would outlive the service); once no service answers, the storage
+    mounts it left under the state directory are released too.
     """
-    root = (settings.state_path / "podman").resolve()
+    root = private_root(settings)
+    remove_containers(root)
     stopped = _terminate(root / "service.pid", timeout)
     if not socket_alive(root / "podman.sock"):
         release_mounts(root)
     return stopped
+
+
+def remove_containers(root: Path) -> None:
+    """Remove every container of the private podman under ``root`` (all are faaspub's).
+
+    Through the podman command on the same storage, so containers whose service already stopped
+    (they outlive it) go too.
+    """
+    exe = shutil.which("podman")
+    if exe is None or not (root / "storage.conf").is_file():
+        return
+    subprocess.run(
+        [exe, "rm", "--all", "--force", "--time", "0"],
+        env={**os.environ, **config_env(root)},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _terminate(pid_file: Path, timeout: float) -> bool:

@@ -206,7 +206,15 @@ class Catalogue:
                 if not live:
                     continue
                 triggers = [
-                    {"kind": t.kind, "source": t.source, "path": t.path, "events": t.events, "match": t.match}
+                    {
+                        "kind": t.kind,
+                        "source": t.source,
+                        "path": t.path,
+                        "recursive": t.recursive,
+                        "events": t.events,
+                        "match": t.match,
+                        "public": t.public,
+                    }
                     for t in fn.triggers
                 ]
                 out.append(FunctionInfo(fn.namespace, fn.name, fn.alias_version, live, fn.project, triggers))

@@ -86,11 +86,12 @@ class LocalBackend:
 
     # -- deploy, alias, removal -----------------------------------------------------------------
 
-    def deploy(self, release: Release) -> None:
+    def deploy(self, release: Release, alias: bool = True) -> None:
         naming.check_version(release.version)
         project = naming.project_of(release.source)
         self.catalogue.record(release, project)
-        self.catalogue.set_alias(release.namespace, release.name, release.version)
+        if alias:
+            self.catalogue.set_alias(release.namespace, release.name, release.version)
 
     def rollback(self, namespace: str, function: str, version: str) -> None:
         self.catalogue.set_alias(namespace, function, version)

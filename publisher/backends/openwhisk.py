@@ -98,7 +98,7 @@ class OpenWhiskBackend:
 
     # -- deploy, alias, removal -----------------------------------------------------------------
 
-    def deploy(self, release: Release) -> None:
+    def deploy(self, release: Release, alias: bool = True) -> None:
         naming.check_version(release.version)
         project = naming.project_of(release.source)
         limits = ent.check_limits(release, self.settings.backend.openwhisk)
@@ -112,9 +112,11 @@ class OpenWhiskBackend:
         vname = naming.versioned(release.name, release.version)
         body = ent.action_body(vname, release, project, limits, secrets)
         created = self._put_versioned(pkg, vname, body, release)
-        self._put(("actions", pkg, release.name), ent.alias_body(release.name, created, release.version))
+        if alias:
+            self._put(("actions", pkg, release.name), ent.alias_body(release.name, created, release.version))
         self.catalogue.record(release, project)
-        self.catalogue.set_alias(release.namespace, release.name, release.version)
+        if alias:
+            self.catalogue.set_alias(release.namespace, release.name, release.version)
         log.info(
             "deployed %s/%s@%s on OpenWhisk %s",
             release.namespace,

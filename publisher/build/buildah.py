@@ -197,9 +197,9 @@ class BuildahBuilder:
             progress(f"pushing {name}:{tag}")
         reused = copy_into_store(layout, digest, self.store, repository, tag)
         ref = ImageRef(name, tag, digest)
-        test_ref = None
-        if fn.manifest.python_version:
-            test_ref = NativeBuilder(self.settings, self.store).push_test_image(
-                fn, version, ref, labels, progress
-            )
+        # Also for runtime: docker, whose own image must be able to run its tests (python3 -m pytest
+        # or tests.command): a function is never published with its suite skipped.
+        test_ref = NativeBuilder(self.settings, self.store).push_test_image(
+            fn, version, ref, labels, progress
+        )
         return BuiltImage(ref, size, self.name, len(manifest.layers), reused, test_ref)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from publisher.build import inputs
 from publisher.build.deps import Target, install_layer, installed, requirement_lines
+from publisher.build.testimage import TESTED_IMAGE_LABEL
 from publisher.config import Settings
 from publisher.core.parts import Progress
 from publisher.core.types import BuiltImage, FunctionSource, ImageRef
@@ -132,10 +133,18 @@ class NativeBuilder:
         layers.append((code, f"COPY . {inputs.ACTION_DIR} (with {inputs.HANDLER_CONFIG})"))
         image = self._assemble(base, fn, version, labels, layers, [inputs.DEPS_DIR])
 
-        test_layers, hit = self.test_layers(fn, progress)
+        (test_deps, *tests), hit = self.test_layers(fn, progress)
         cached += hit
+        test_labels = {**labels, TESTED_IMAGE_LABEL: image.digest}
+        # pytest goes below the code: engines stack layers as a chain, so a layer above a changed one
+        # is unpacked again, and a code-only change should not cost a second pytest unpacking.
         test_image = self._assemble(
-            base, fn, version, labels, [*layers, *test_layers], [inputs.TEST_DEPS_DIR, inputs.DEPS_DIR]
+            base,
+            fn,
+            version,
+            test_labels,
+            [*layers[:-1], test_deps, layers[-1], *tests],
+            [inputs.TEST_DEPS_DIR, inputs.DEPS_DIR],
         )
         return Plan(image, test_image, cached, packages)
 
@@ -166,12 +175,15 @@ class NativeBuilder:
         built: ImageRef,
         labels: Mapping[str, str],
         progress: Progress | None = None,
+        repository: str | None = None,
     ) -> ImageRef:
-        """Append the test layers to an already pushed image (built by buildah or kaniko)."""
-        repository = inputs.repository_path(self.settings, fn)
+        """Append the test layers to an already pushed image (built by buildah or kaniko, or given to
+        ``faaspub test --image``) in ``repository`` (default: the function's own)."""
+        repository = repository or inputs.repository_path(self.settings, fn)
         image = fetch_image(self.store, repository, built.digest)
         layers, _ = self.test_layers(fn, progress)
-        test = self._assemble(image, fn, version, labels, layers, [inputs.TEST_DEPS_DIR])
+        test_labels = {**labels, TESTED_IMAGE_LABEL: image.digest}
+        test = self._assemble(image, fn, version, test_labels, layers, [inputs.TEST_DEPS_DIR])
         tag = inputs.test_tag(built.tag)
         push_image(self.store, repository, tag, test.config, test.layers, test.base)
         return ImageRef(built.repository, tag, test.digest)

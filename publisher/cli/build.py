@@ -8,20 +8,13 @@ from pathlib import Path
 
 import click
 
-from publisher.build import get_builder
-from publisher.build.inputs import test_tag
-from publisher.cli.common import config_option, err, json_option, print_json
+from publisher.cli.common import config_option, err, json_option, print_json, progress_status
 from publisher.core.context import Context
-from publisher.core.pipeline import Pipeline, build_labels, development_version
-from publisher.core.types import BuiltImage, FunctionSource, ImageRef, Release, Reservation
+from publisher.core.pipeline import Pipeline, development_version
+from publisher.core.types import BuiltImage, FunctionSource, Release, Reservation
 from publisher.manifest.load import git_tag_version
-from publisher.oci.store import open_store, parse_reference
 
 BUILDER_CHOICE = click.Choice(["native", "buildah", "kaniko"])
-
-
-def _load(context: Context, directory: str) -> FunctionSource:
-    return Pipeline(context).load(Path(directory))
 
 
 def _version(fn: FunctionSource, version: str | None) -> str:
@@ -29,14 +22,12 @@ def _version(fn: FunctionSource, version: str | None) -> str:
 
 
 def _build(
-    context: Context, fn: FunctionSource, builder: str | None, push: bool, version: str | None
+    pipeline: Pipeline, fn: FunctionSource, builder: str | None, push: bool, version: str | None
 ) -> BuiltImage:
     version = _version(fn, version)
-    kind = builder or context.settings.build.builder
-    with err.status(f"building {fn.name} {version} ({kind})") as status:
-        return get_builder(kind, context.settings, push=push).build(
-            fn, version, build_labels(fn, version, Reservation()), lambda m: status.update(m)
-        )
+    kind = builder or pipeline.context.settings.build.builder
+    err.print(f"building {fn.name} {version} ({kind})", markup=False)
+    return pipeline.build(fn, version, Reservation(), builder, push=push)
 
 
 def _image_json(image: BuiltImage) -> dict[str, object]:
@@ -61,14 +52,15 @@ def build(
     directory: str, builder: str | None, push: bool, version: str | None, config: str | None, as_json: bool
 ) -> None:
     """Build the function image (and its test image), push them and attach the SBOM and provenance."""
-    context = Context.from_config(config)
-    fn = _load(context, directory)
-    image = _build(context, fn, builder, push, version)
-    attestation = None
-    if push:
-        # In CI, the job that built the image is its provenance's invocation (GitLab sets CI_JOB_URL).
-        release = Release(fn, _version(fn, version), image.ref, ci_job_url=os.environ.get("CI_JOB_URL"))
-        attestation = Pipeline(context).attest(release, image)
+    with progress_status("building") as progress:
+        pipeline = Pipeline(Context.from_config(config), progress)
+        fn = pipeline.load(Path(directory))
+        image = _build(pipeline, fn, builder, push, version)
+        attestation = None
+        if push:
+            # In CI, the job that built the image is its provenance's invocation (GitLab sets CI_JOB_URL).
+            release = Release(fn, _version(fn, version), image.ref, ci_job_url=os.environ.get("CI_JOB_URL"))
+            attestation = pipeline.attest(release, image)
     if as_json:
         print_json(
             {
@@ -94,17 +86,6 @@ def build(
         err.print(f"attached: SBOM, {signed}", markup=False)
 
 
-def _given_image(context: Context, reference: str) -> BuiltImage:
-    """A :class:`BuiltImage` for ``--image``, with its ``-test`` image when the store has one."""
-    ref = parse_reference(reference)
-    store = open_store(context.settings)
-    repository = f"{ref.registry}/{ref.repository}" if ref.registry else store.reference(ref.repository)
-    tag = ref.tag or "latest"
-    digest = ref.digest or store.resolve(ref.repository, tag)
-    test_ref = ImageRef(repository, test_tag(tag)) if test_tag(tag) in store.tags(ref.repository) else None
-    return BuiltImage(ImageRef(repository, tag, digest), 0, "given", test_ref=test_ref)
-
-
 @click.command()
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("--image", "image_ref", default=None, help="Test this image instead of building one.")
@@ -123,11 +104,15 @@ def test(
     as_json: bool,
 ) -> None:
     """Run the function's tests and the runtime-protocol smoke test inside its image."""
-    context = Context.from_config(config)
-    fn = _load(context, directory)
-    image = _given_image(context, image_ref) if image_ref else _build(context, fn, builder, True, version)
-    with err.status(f"testing {image.ref.tagged}"):
-        report = context.tester.test(fn, image, Path(junit) if junit else None)
+    with progress_status("testing") as progress:
+        pipeline = Pipeline(Context.from_config(config), progress)
+        fn = pipeline.load(Path(directory))
+        if image_ref:
+            image = pipeline.given_image(fn, image_ref)
+        else:
+            image = _build(pipeline, fn, builder, True, version)
+        progress(f"testing {image.ref.pinned}")
+        report = pipeline.run_tests(fn, image, Path(junit) if junit else None)
     if as_json:
         print_json(
             {"image": image.ref.pinned, **report.summary(), "ok": report.ok, "failures": report.failures}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -12,9 +13,17 @@ from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Progress and messages go to stderr so that stdout stays machine-readable with --json.
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Progress and messages go to stderr so that stdout stays machine-readable with --json. Nothing is
+# wrapped: a message is one line whatever the terminal width (or none), as scripts and logs expect.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def progress_status(start: str) -> Iterator[Callable[[str], None]]:
+    """A progress callback shown as one updating status line on a terminal (nothing otherwise)."""
+    with err.status(start) as status:
+        yield lambda message: status.update(message)
 
 
 def config_option(func: F) -> F:
@@ -23,7 +32,8 @@ def config_option(func: F) -> F:
         "config",
         type=click.Path(dir_okay=False),
         default=None,
-        help="TOML configuration file (default ./faaspub.toml when present).",
+        help="TOML configuration file (default: $FAASPUB_CONFIG, ./faaspub.toml, "
+        "~/.config/faaspub/faaspub.toml, the first that exists).",
     )(func)
 
 

@@ -22,6 +22,8 @@ VERBS = {
     "build": "publisher.cli.build:build",
     "test": "publisher.cli.build:test",
     "publish": "publisher.cli.publish:publish",
+    "dev": "publisher.cli.dev:dev",
+    "status": "publisher.cli.status:status",
     "serve": "publisher.cli.serve:serve",
     "invoke": "publisher.cli.operate:invoke",
     "ls": "publisher.cli.operate:ls",

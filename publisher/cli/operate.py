@@ -105,13 +105,26 @@ def ls(namespace: str | None, config: str | None, as_json: bool) -> None:
         err.print("no functions published")
         return
     for f in functions:
-        triggers = ", ".join(f"{t['source']}:{t['path']}" for t in f.triggers) or "-"
+        triggers = "; ".join(describe_trigger(t) for t in f.triggers) or "-"
         out.print(
             f"{f.namespace}/{f.name}  live {f.alias or '-'}  "
             f"versions {', '.join(f.versions)}  triggers {triggers}",
             markup=False,
             soft_wrap=True,
         )
+
+
+def describe_trigger(trigger: dict[str, Any]) -> str:
+    """A trigger in words: ``files created matching *.txt in local:/incoming``, ``http (public)``."""
+    kind = trigger.get("kind")
+    if kind == "storage":
+        events = " or ".join(trigger.get("events") or ["created"])
+        below = " and below" if trigger.get("recursive") else ""
+        where = f"{trigger.get('source')}:{trigger.get('path')}"
+        return f"files {events} matching {trigger.get('match') or '*'} in {where}{below}"
+    if kind == "http":
+        return "http (public)" if trigger.get("public") else "http (with a token)"
+    return str(kind)
 
 
 def _print_activation(act: Activation) -> None:

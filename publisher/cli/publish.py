@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from publisher.cli.common import config_option, err, json_option, print_json
+from publisher.cli.common import config_option, err, json_option, print_json, progress_status
 from publisher.core.context import Context
 from publisher.core.pipeline import Pipeline
 
@@ -34,8 +34,8 @@ def publish(
 ) -> None:
     """Validate, build, test, archive (if configured), deploy and bind triggers."""
     context = Context.from_config(config)
-    with err.status("publishing") as status:
-        results = Pipeline(context, progress=lambda m: status.update(m)).publish(
+    with progress_status("publishing") as progress:
+        results = Pipeline(context, progress).publish(
             Path(directory),
             version=version,
             builder=builder,
@@ -47,4 +47,4 @@ def publish(
         return
     for r in results:
         doi = f", DOI {r.doi}" if r.doi else ""
-        err.print(f"live: {r.function} {r.version} ({r.image}{doi}) on the {r.backend} backend")
+        err.print(f"live: {r.function} {r.version} ({r.image}{doi}) on the {r.backend} backend", markup=False)

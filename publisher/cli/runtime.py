@@ -20,7 +20,7 @@ def runtime() -> None:
 @click.option(
     "--python",
     "python",
-    type=click.Choice(["3.11", "3.12"]),
+    type=click.Choice(["3.11", "3.12", "3.13"]),
     default="3.11",
     show_default=True,
     help="Python version of the base image.",

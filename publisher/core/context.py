@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from publisher.config import Settings, load_settings
 from publisher.core.parts import Archive, Backend, Builder, Tester
 from publisher.db.engine import make_engine, session_factory, upgrade
+from publisher.errors import FaaspubError
 
 # kind -> "module:factory"; each factory takes the Settings (and the context where it needs the database).
 BUILDERS = {
@@ -59,8 +60,11 @@ class Context:
     def sessions(self) -> sessionmaker[Session]:
         return session_factory(self.engine)
 
-    def builder(self, kind: str | None = None) -> Builder:
-        builder: Builder = load_object(BUILDERS[kind or self.settings.build.builder])(self.settings)
+    def builder(self, kind: str | None = None, push: bool = True) -> Builder:
+        kind = kind or self.settings.build.builder
+        if kind not in BUILDERS:
+            raise FaaspubError(f"unknown builder {kind!r}", hint=f"one of {', '.join(sorted(BUILDERS))}")
+        builder: Builder = load_object(BUILDERS[kind])(self.settings, push=push)
         return builder
 
     @cached_property

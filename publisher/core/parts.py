@@ -83,8 +83,9 @@ class Backend(Protocol):
 
     name: str
 
-    def deploy(self, release: Release) -> None:
-        """Create ``NAME@VERSION`` (refusing a different digest for an existing version) and move ``NAME``."""
+    def deploy(self, release: Release, alias: bool = True) -> None:
+        """Create ``NAME@VERSION`` (refusing a different digest for an existing version) and move ``NAME``
+        (with ``alias=False`` the version is only staged: it runs as ``NAME@VERSION``, ``NAME`` stays)."""
         ...
 
     def undeploy(self, namespace: str, function: str, version: str | None = None) -> None: ...

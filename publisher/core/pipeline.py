@@ -11,7 +11,9 @@ import json
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +24,13 @@ from publisher.backends.naming import project_of
 from publisher.catalogue.record import record_metadata
 from publisher.citation.cff import Citation
 from publisher.core.context import Context
-from publisher.core.parts import Progress
+from publisher.core.parts import Progress, Tester
 from publisher.core.types import (
+    Activation,
     Attestation,
     BuiltImage,
     FunctionSource,
+    ImageRef,
     Release,
     Reservation,
     TestReport,
@@ -63,6 +67,50 @@ class PublishResult:
             "backend": self.backend,
             "triggers": self.triggers,
         }
+
+
+@dataclass
+class DevRound:
+    """One round of ``faaspub dev``: the version tried, its tests, and whether it went live."""
+
+    function: str
+    version: str
+    report: TestReport
+    previous: str | None  # the version live before this round
+    started: float = field(repr=False)
+    live: bool = False
+    error: str | None = None
+    given: dict[str, Any] | None = None  # the input of the first invoke of the new version
+    result: Any = None
+    seconds: float = 0.0
+
+    def failed(self, error: str) -> DevRound:
+        self.error = error
+        return self.finished()
+
+    def finished(self) -> DevRound:
+        self.seconds = time.monotonic() - self.started
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "version": self.version,
+            "live": self.live,
+            "live_version": self.version if self.live else self.previous,
+            "tests": self.report.summary(),
+            "failures": self.report.failures,
+            "error": self.error,
+            "input": self.given,
+            "result": self.result,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def dev_version() -> str:
+    """A development version unique to the moment (``faaspub dev`` makes one per save)."""
+    now = datetime.now(UTC)
+    return f"0.0.0-dev.{now:%Y%m%d%H%M%S}.{now.microsecond // 1000}"
 
 
 def development_version(fn: FunctionSource) -> str:
@@ -181,10 +229,24 @@ class Pipeline:
     def reserve(self, fn: FunctionSource, version: str) -> Reservation:
         return self.context.archive.reserve(fn, version)
 
+    def prepare_base(self, fn: FunctionSource) -> None:
+        """Build the runtime base ``fn`` needs from Debian packages if the store lacks it (first use)."""
+        python = fn.manifest.python_version
+        if python is not None:  # runtime: docker builds FROM the function's own Dockerfile
+            from publisher.runtime.base import ensure_base
+
+            ensure_base(self.context.settings, python, self.progress)
+
     def build(
-        self, fn: FunctionSource, version: str, reservation: Reservation, builder: str | None = None
+        self,
+        fn: FunctionSource,
+        version: str,
+        reservation: Reservation,
+        builder: str | None = None,
+        push: bool = True,
     ) -> BuiltImage:
-        return self.context.builder(builder).build(
+        self.prepare_base(fn)
+        return self.context.builder(builder, push=push).build(
             fn, version, build_labels(fn, version, reservation), self.progress
         )
 
@@ -248,20 +310,53 @@ class Pipeline:
             )
         return verification
 
+    def given_image(self, fn: FunctionSource, reference: str) -> BuiltImage:
+        """The image ``reference`` names (any form faaspub prints), with the test image built for it.
+
+        Without one in the store, the function's tests are appended to the image now, so its suite
+        always runs; when even that is impossible the error says the suite could not be run.
+        """
+        from publisher.build.native import NativeBuilder
+        from publisher.build.testimage import find_test_image, shipped_tag
+        from publisher.oci.engine import image_source
+        from publisher.oci.store import parse_reference
+        from publisher.oci.transfer import fetch_image
+
+        ref = parse_reference(reference)
+        store, repository, _ = image_source(self.context.settings, reference)
+        shipped = fetch_image(store, repository, ref.ref)
+        if ref.digest and shipped.digest != ref.digest:
+            raise FaaspubError(f"image {reference}: the store holds {shipped.digest} under that reference")
+        name = store.reference(repository)
+        image = ImageRef(name, shipped_tag(store.tags(repository), shipped.digest, ref.tag), shipped.digest)
+        test_tag = find_test_image(store, repository, shipped, ref.tag)
+        if test_tag is not None:
+            test_ref = ImageRef(name, test_tag, store.resolve(repository, test_tag))
+        else:
+            self.progress(f"no test image belongs to {image.pinned}; adding the tests of {fn.root} to it")
+            version = shipped.config.labels.get("org.opencontainers.image.version") or "given"
+            try:
+                test_ref = NativeBuilder(self.context.settings, store).push_test_image(
+                    fn, version, image, build_labels(fn, version, Reservation()), self.progress, repository
+                )
+            except FaaspubError as exc:
+                raise FaaspubError(f"{fn.name}: the test suite could not be run: {exc}") from None
+        return BuiltImage(image, shipped.size, "given", len(shipped.manifest.layers), test_ref=test_ref)
+
+    def run_tests(self, fn: FunctionSource, image: BuiltImage, junit: Path | None = None) -> TestReport:
+        """The function's pytest suite and the protocol smoke test in ``image``: the report, pass or fail."""
+        return self.context.tester.test(fn, image, junit)
+
     def test(self, fn: FunctionSource, image: BuiltImage, junit: Path | None = None) -> TestReport:
-        report = self.context.tester.test(fn, image, junit)
+        """:meth:`run_tests`, raising (with the failing tests named) unless everything passed."""
+        report = self.run_tests(fn, image, junit)
         if not report.ok:
-            detail = "; ".join(report.failures[:3]) or "see the JUnit report"
-            raise FaaspubError(
-                f"{fn.name}: tests failed ({report.failed} failed, {report.errors} errors): {detail}"
-            )
+            raise FaaspubError(f"{fn.name}: tests failed ({report.summary_line()}): {report.failed_names()}")
         return report
 
     def go_live(self, release: Release, files: Mapping[str, Path]) -> Release:
-        """Archive (publish the DOI), deploy, bind triggers and record the catalogue; safe to repeat.
+        """Archive (publish the DOI), then :meth:`deploy`; safe to repeat.
 
-        Deploy moves the alias; when binding or recording fails after that, the alias goes back to
-        the version that was live before, so a failed release never leaves its version running.
         The SBOM and the signed provenance are attached first (when no earlier stage did) and
         archived with the record; ``require_signed`` is checked before the DOI is published.
         """
@@ -271,17 +366,34 @@ class Pipeline:
         with tempfile.TemporaryDirectory(prefix="faaspub-attestation-") as tmp:
             archived = {**files, **attestation_files(release.attestation, Path(tmp))}
             release.reservation = self.context.archive.publish(release, archived)
-        backend = self.context.backend
+        return self.deploy(release, checked.as_dict())
+
+    def deploy(self, release: Release, provenance: dict[str, Any] | None = None) -> Release:
+        """Deploy, bind triggers and record the catalogue (with the provenance check); safe to repeat.
+
+        Deploy moves the alias; when binding or recording fails after that, the alias goes back to
+        the version that was live before, so a failed release never leaves its version running.
+        """
         previous = Catalogue(self.context.sessions).alias(release.namespace, release.name)
-        backend.deploy(release)
+        self.context.backend.deploy(release)
+        self._bind_and_record(release, previous, provenance)
+        return release
+
+    def promote(self, release: Release, previous: str | None) -> None:
+        """Point the alias at a staged version (``deploy(release, alias=False)``), bind and record it."""
+        self.context.backend.rollback(release.namespace, release.name, release.version)
+        self._bind_and_record(release, previous)
+
+    def _bind_and_record(
+        self, release: Release, previous: str | None, provenance: dict[str, Any] | None = None
+    ) -> None:
         try:
-            backend.bind(release, release.source.manifest.storage_triggers())
+            self.context.backend.bind(release, release.source.manifest.storage_triggers())
             with transaction(self.context.sessions) as session:
-                record_metadata(session, release, citation_dict(release.source), checked.as_dict())
+                record_metadata(session, release, citation_dict(release.source), provenance)
         except BaseException:
             self.restore_alias(release, previous)
             raise
-        return release
 
     def restore_alias(self, release: Release, previous: str | None) -> None:
         """Point the alias back at ``previous`` (none: remove the function that never went live)."""
@@ -295,6 +407,59 @@ class Pipeline:
                 backend.rollback(release.namespace, release.name, previous)
         except Exception as exc:  # the release's own error is what the caller must see
             self.progress(f"{release.name}: could not restore version {previous} yet ({exc})")
+
+    # -- faaspub dev: one round per save ---------------------------------------------------------
+
+    def develop(self, folder: Path, tester: Tester) -> DevRound:
+        """Build, test (``tester`` keeps its runner warm) and, when all passed, put a development
+        version live; a failure leaves the live version as it was. Nothing is archived.
+
+        The new version starts as ``NAME@VERSION`` and answers its first example while its tests
+        run (both take about as long); only then does ``NAME`` move to it.
+        """
+        started = time.monotonic()
+        fn = self.load(folder)
+        version = dev_version()
+        self.check_bindings(fn)
+        self.progress(f"{fn.name} {version}: building")
+        image = self.build(fn, version, Reservation())
+        release = Release(source=fn, version=version, image=image.ref)
+        previous = Catalogue(self.context.sessions).alias(fn.namespace, fn.name)
+        given = fn.manifest.examples[0].input if fn.manifest.examples else {}
+        done = DevRound(fn.name, version, TestReport(), previous, started, given=given)
+        self.progress(f"{fn.name} {version}: testing and starting")
+        with ThreadPoolExecutor(1, thread_name_prefix="dev-stage") as pool:
+            staged = pool.submit(self._stage, release, given)
+            try:
+                done.report = tester.test(fn, image)
+                activation = staged.result()
+            except BaseException:
+                self._unstage(release, staged)
+                raise
+        if not done.report.ok:
+            self._unstage(release, staged)
+            return done.failed(f"tests failed ({done.report.summary_line()}): {done.report.failed_names()}")
+        if activation.status != "success":
+            self._unstage(release, staged)
+            return done.failed(f"invoking {version} ended with {activation.status}: {activation.result}")
+        release.test = done.report
+        self.promote(release, previous)
+        done.result, done.live = activation.result, True
+        return done.finished()
+
+    def _stage(self, release: Release, given: dict[str, Any]) -> Activation:
+        self.context.backend.deploy(release, alias=False)
+        return self.context.backend.invoke(
+            release.namespace, release.name, given, version=release.version, cause="dev"
+        )
+
+    def _unstage(self, release: Release, staged: Future[Activation]) -> None:
+        """Remove a staged version that will not go live (once its start has finished either way)."""
+        wait([staged])
+        try:
+            self.context.backend.undeploy(release.namespace, release.name, release.version)
+        except FaaspubError as exc:
+            self.progress(f"{release.name}: could not remove {release.version} ({exc})")
 
     def fail(self, fn: FunctionSource, version: str, error: BaseException) -> None:
         """Discard the DOI draft of a failed release; the live version stays as it was."""

@@ -85,6 +85,17 @@ class TestReport:
     def summary(self) -> dict[str, int]:
         return {"passed": self.passed, "failed": self.failed, "errors": self.errors, "skipped": self.skipped}
 
+    def summary_line(self) -> str:
+        return ", ".join(f"{n} {what}" for what, n in self.summary().items())
+
+    def failed_names(self, limit: int = 3) -> str:
+        """The first line of the first ``limit`` failures (``suite: test: message``), on one line."""
+        if not self.failures:
+            return "see the JUnit report"
+        shown = "; ".join(f.splitlines()[0] for f in self.failures[:limit])
+        more = len(self.failures) - limit
+        return shown + (f" (and {more} more)" if more > 0 else "")
+
 
 @dataclass(frozen=True)
 class Reservation:

@@ -38,7 +38,7 @@ _MODEL_AT: dict[str, type[BaseModel]] = {
 
 _HINTS = {
     "name": "use 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit",
-    "runtime": "one of python:3.11, python:3.12, docker",
+    "runtime": "one of python:3.11, python:3.12, python:3.13, docker",
     "handler": "write module:function, for example 'handler:main'",
     "limits.memory": "memory is in MB between 128 and 512",
     "limits.timeout": "write a duration like '90s', '500ms' or '2m' (at most 5m)",

@@ -10,7 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
-RUNTIMES = ("python:3.11", "python:3.12", "docker")
+RUNTIMES = ("python:3.11", "python:3.12", "python:3.13", "docker")
+# Runtimes whose base faaspub assembles on this machine from Debian packages (publisher.runtime.base);
+# python:3.12 is built on the official python:3.12-slim image, which lives in an outside registry.
+DEBIAN_RUNTIMES = ("python:3.11", "python:3.13")
+DEFAULT_RUNTIME = "python:3.13"
 
 # OpenWhisk's default platform bounds (contracts.md B.2); the local backend uses the same ones so a
 # function that runs locally also deploys on a default OpenWhisk.
@@ -32,6 +36,24 @@ def parse_duration_ms(value: str | int | float) -> int:
     if not match:
         raise ValueError(f"timeout {value!r} is not a duration: write it like '90s', '500ms' or '2m'")
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
+
+
+def outside_registry(runtime: str) -> str | None:
+    """Why ``runtime`` cannot be built from the Debian package mirror alone; ``None`` when it can."""
+    if runtime in DEBIAN_RUNTIMES:
+        return None
+    local = " and ".join(DEBIAN_RUNTIMES)
+    if runtime == "docker":
+        return (
+            "runtime docker builds your own Dockerfile: its FROM image comes from the registry it names "
+            f"({local} build from Debian packages on this machine)"
+        )
+    python = runtime.partition(":")[2]
+    return (
+        f"runtime {runtime} is built on the official python:{python}-slim image from Docker Hub, an outside "
+        f"registry (set registry.base_image where it is reachable; {local} build from Debian packages "
+        "on this machine)"
+    )
 
 
 class Strict(BaseModel):
@@ -138,7 +160,7 @@ class Manifest(Strict):
     """One function: ``function.yaml``."""
 
     name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits, dashes; 1-63")
-    runtime: Literal["python:3.11", "python:3.12", "docker"]
+    runtime: Literal["python:3.11", "python:3.12", "python:3.13", "docker"]
     handler: str = Field(pattern=HANDLER_PATTERN, description="module:function")
     description: str | None = None
     requirements: str | None = Field(default=None, description="defaults to requirements.txt when present")

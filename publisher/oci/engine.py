@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docker import DockerClient
 from docker.errors import DockerException, ImageNotFound
@@ -19,20 +19,23 @@ from publisher.config import Settings
 from publisher.errors import FaaspubError
 from publisher.oci.store import ImageStore
 
+if TYPE_CHECKING:
+    from publisher.oci.transfer import Image
+
 
 def image_source(settings: Settings, image: str, digest: str | None = None) -> tuple[ImageStore, str, str]:
-    """``(store, repository, digest)`` of ``image`` (``REPO:TAG[@DIGEST]`` or ``oci:DIR:REPO:TAG``)."""
+    """``(store, repository, digest or tag)`` of ``image`` (``[HOST/]REPO[:TAG][@DIGEST]`` or
+    ``oci:DIR:REPO[:TAG][@DIGEST]``); without a registry, the configured store is meant."""
     from publisher.oci.layout import OciLayout
     from publisher.oci.registry import RegistryClient
-    from publisher.oci.store import parse_reference
+    from publisher.oci.store import open_store, parse_reference
 
-    name, _, pinned = image.partition("@")
-    ref = parse_reference(name)
-    digest = digest or pinned or ref.digest or ref.ref
+    ref = parse_reference(image)
+    digest = digest or ref.ref
     if ref.registry.startswith("oci:"):
         return OciLayout(ref.registry[4:]), ref.repository, digest
     if not ref.registry:
-        raise FaaspubError(f"image {image} names no registry")
+        return open_store(settings), ref.repository, digest
     reg = settings.registry
     client = RegistryClient(ref.registry, insecure=reg.insecure, credentials_file=reg.credentials_file)
     return client, ref.repository, digest
@@ -69,9 +72,58 @@ def _load_from_layout(
             return name
     except ImageNotFound:
         pass
+    try:
+        if not _pull_from_layout(client, store, repository, fetched.digest, name):
+            client.images.load(_docker_archive(store, repository, fetched, name))
+    except DockerException as exc:
+        raise FaaspubError(f"cannot load {image} into the container engine: {exc}") from None
+    try:
+        loaded = client.images.get(name)
+    except ImageNotFound:
+        loaded = None
+    if loaded is None or loaded.id != config_digest:
+        raise FaaspubError(f"the container engine holds other content than {image} under {name}")
+    return name
+
+
+def _pull_from_layout(
+    client: DockerClient, store: ImageStore, repository: str, digest: str, name: str
+) -> bool:
+    """Pull through this process's layout server (podman's own API); False when the engine has none.
+
+    Only the layers the engine lacks travel, so a code-only change arrives in milliseconds.
+    """
+    from publisher.oci.layout import OciLayout
+    from publisher.oci.serve import serve_layout
+
+    assert isinstance(store, OciLayout)
+    source = f"{serve_layout(store).prefix}/{repository}@{digest}"
+    api = client.api
+    response = api._post(
+        api._url("/libpod/images/pull"),
+        params={"reference": source, "tlsVerify": "false", "quiet": "true", "policy": "missing"},
+        timeout=600,
+    )
+    if response.status_code == 404:
+        return False  # not podman: Docker's API has no pull with TLS verification off
+    lines = [line for line in response.text.splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {"error": response.text[-300:]}
+    if response.status_code != 200 or result.get("error"):
+        reason = result.get("error") or result.get("message") or response.text[-300:]
+        raise FaaspubError(f"the container engine could not pull {repository}@{digest}: {reason}")
+    repo, _, tag = name.rpartition(":")
+    client.images.get(str(result.get("id"))).tag(repo, tag)
+    return True
+
+
+def _docker_archive(store: ImageStore, repository: str, fetched: Image, name: str) -> bytes:
+    """The image as a docker archive (every layer, whatever the engine has already)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        _add(tar, "config.json", store.get_blob(repository, config_digest))
+        _add(tar, "config.json", store.get_blob(repository, fetched.manifest.config.digest))
         layers = []
         for i, desc in enumerate(fetched.manifest.layers):
             layers.append(f"layer{i}.tar")
@@ -81,13 +133,7 @@ def _load_from_layout(
             "manifest.json",
             json.dumps([{"Config": "config.json", "RepoTags": [name], "Layers": layers}]),
         )
-    try:
-        loaded = client.images.load(buf.getvalue())
-    except DockerException as exc:
-        raise FaaspubError(f"cannot load {image} into the container engine: {exc}") from None
-    if not any(img.id == config_digest for img in loaded):
-        raise FaaspubError(f"the container engine loaded other content than {image}")
-    return name
+    return buf.getvalue()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes | str) -> None:

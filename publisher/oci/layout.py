@@ -100,6 +100,13 @@ class OciLayout:
             raise FaaspubError(f"digest mismatch for blob {digest} in {self.name}")
         return data
 
+    def blob_file(self, digest: str) -> Path:
+        """The file holding blob ``digest`` (not verified: readers that stream it check the digest)."""
+        path = self._blob_path(digest)
+        if not path.is_file():
+            raise FaaspubError(f"blob {digest} not found in {self.name}")
+        return path
+
     def download_blob(self, repository: str, digest: str, dest: Path) -> Path:
         path = self._blob_path(digest)
         if not path.is_file():

@@ -98,18 +98,22 @@ class Reference:
 
 
 def parse_reference(text: str) -> Reference:
-    """Split an image reference; a bad name, tag or digest is a :class:`FaaspubError` naming it."""
+    """Split an image reference; a bad name, tag or digest is a :class:`FaaspubError` naming it.
+
+    Every form faaspub prints is accepted back: ``[registry/]repository[:tag][@digest]`` and
+    ``oci:DIR:repository[:tag][@digest]``.
+    """
+    # A digest is always last and its algorithm's colon must not be taken for a tag separator.
+    rest, _, digest = text.partition("@")
     if text.startswith("oci:"):
-        body, _, digest = text[4:].partition("@")
-        root, sep, rest = body.rpartition(":")
+        root, sep, last = rest[4:].rpartition(":")
         # oci:DIR:repo:tag has two colons after DIR; oci:DIR:repo one.
         head, sep2, maybe_repo = root.rpartition(":")
-        if sep2 and "/" not in rest and _NAME.match(maybe_repo):
-            return _checked(Reference(f"oci:{head}", maybe_repo, rest or None, digest or None), text)
+        if sep2 and "/" not in last and _NAME.match(maybe_repo):
+            return _checked(Reference(f"oci:{head}", maybe_repo, last or None, digest or None), text)
         if not sep:
             raise FaaspubError(f"image reference {text!r} must be oci:DIR:REPOSITORY[:TAG][@DIGEST]")
-        return _checked(Reference(f"oci:{root}", rest, None, digest or None), text)
-    rest, _, digest = text.partition("@")
+        return _checked(Reference(f"oci:{root}", last, None, digest or None), text)
     registry = ""
     first, slash, remainder = rest.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):

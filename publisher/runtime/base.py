@@ -5,10 +5,14 @@ Pinned ``.deb`` files (the apt candidates, checked against their SHA256) are unp
 applets, users ``root`` and ``app`` (uid 1000), the CA bundle and the action proxy, then written as
 one deterministic layer. The same package versions and proxy files always give the same digest; the
 built layer is cached under ``cache_dir`` keyed by exactly those inputs.
+
+Python 3.11 comes from Debian bookworm, 3.13 from trixie (:data:`RECIPES`); both from the Debian
+mirror apt already uses. :func:`ensure_base` builds a missing base on first use.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -22,13 +26,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from publisher.config import Settings
 from publisher.errors import FaaspubError
 from publisher.oci.image import EPOCH, ImageConfig
 from publisher.oci.layer import Layer, build_layer
-from publisher.oci.store import ImageStore
+from publisher.oci.store import ImageStore, open_store
 from publisher.oci.transfer import push_image
 from publisher.provenance import sbom
 from publisher.provenance.attest import attach_sbom
+from publisher.runtime.debian import (
+    Package,
+    apt_index,
+    fetch_debs,
+    resolve_packages,
+    run,
+    sha256_file,
+)
 
 BASE_REPOSITORY = "faaspub/python-base"
 # Bump when the recipe changes in a way the inputs below do not capture.
@@ -37,41 +50,25 @@ RECIPE_VERSION = "2"
 COMPRESSLEVEL = 1
 APP_UID = 1000
 # Cached base layers kept (each ~20 MB); older ones go when a new one is written.
-KEEP_CACHED_LAYERS = 4
+KEEP_CACHED_LAYERS = 6
 
-PACKAGES: tuple[str, ...] = (
+# The libraries every python base needs besides the interpreter's own packages.
+_COMMON = (
     "libc6",
     "libgcc-s1",
-    "gcc-12-base",
     "zlib1g",
     "libexpat1",
-    "libssl3",
     "libbz2-1.0",
     "libcrypt1",
-    "libdb5.3",
     "libffi8",
     "liblzma5",
     "libncursesw6",
     "libtinfo6",
-    "libnsl2",
-    "libtirpc3",
-    "libtirpc-common",
-    "libgssapi-krb5-2",
-    "libk5crypto3",
-    "libkeyutils1",
-    "libkrb5-3",
-    "libkrb5support0",
-    "libcom-err2",
-    "libreadline8",
     "readline-common",
     "libsqlite3-0",
     "libuuid1",
     "media-types",
     "tzdata",
-    "libpython3.11-minimal",
-    "libpython3.11-stdlib",
-    "python3.11-minimal",
-    "python3.11",
     "python3-minimal",
     "python3",
     "libpython3-stdlib",
@@ -80,6 +77,70 @@ PACKAGES: tuple[str, ...] = (
     # manylinux wheels (numpy, h5py, …) link against the C++ runtime.
     "libstdc++6",
 )
+
+
+def _interpreter(python: str) -> tuple[str, ...]:
+    return (
+        f"libpython{python}-minimal",
+        f"libpython{python}-stdlib",
+        f"python{python}-minimal",
+        f"python{python}",
+    )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Which Debian release a python version comes from, and the packages of its root filesystem."""
+
+    python: str
+    suite: str
+    packages: tuple[str, ...]
+    # trixie's packages ship everything under /usr and leave the /bin, /lib … links to base-files.
+    merged_usr: bool = False
+
+
+RECIPES = {
+    "3.11": Recipe(
+        "3.11",
+        "bookworm",
+        (
+            *_COMMON,
+            *_interpreter("3.11"),
+            "gcc-12-base",
+            "libssl3",
+            "libdb5.3",
+            "libreadline8",
+            # the nis module of 3.11 (removed in 3.13) and its Kerberos libraries
+            "libnsl2",
+            "libtirpc3",
+            "libtirpc-common",
+            "libgssapi-krb5-2",
+            "libk5crypto3",
+            "libkeyutils1",
+            "libkrb5-3",
+            "libkrb5support0",
+            "libcom-err2",
+        ),
+    ),
+    "3.13": Recipe(
+        "3.13",
+        "trixie",
+        (
+            *_COMMON,
+            *_interpreter("3.13"),
+            "gcc-14-base",
+            "libssl3t64",
+            "openssl-provider-legacy",
+            "libzstd1",
+            "libdb5.3t64",
+            "libreadline8t64",
+            "netbase",
+        ),
+        merged_usr=True,
+    ),
+}
+# The bookworm package set, for tools built on the 3.11 base (runtime-images/tools).
+PACKAGES = RECIPES["3.11"].packages
 
 # Dropped from the root filesystem: documentation and translations nobody reads in a container.
 _PRUNE = ("usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian", "usr/share/doc-base")
@@ -92,17 +153,6 @@ PASSWD = (
 GROUP = "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n"
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Package:
-    """One pinned Debian package: the apt candidate and the checksum its .deb must have."""
-
-    name: str
-    version: str
-    architecture: str
-    filename: str  # basename in the pool
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -120,6 +170,7 @@ class BaseBuild:
     seconds: float
     python: str = "3.11"
     labels: dict[str, str] = field(default_factory=dict)
+    suite: str = "bookworm"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -140,78 +191,6 @@ def default_proxy_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "runtime-images" / "python" / "faaspub_runtime"
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise FaaspubError(
-            f"{cmd[0]} is not installed; the base image is built from Debian packages",
-            hint="run on Debian/Ubuntu with apt, or build runtime-images/python3.11/Dockerfile",
-        ) from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise FaaspubError(f"{' '.join(cmd[:3])} failed: {' '.join(tail)}")
-    return proc.stdout
-
-
-def resolve_packages(names: tuple[str, ...] | list[str] = PACKAGES) -> tuple[Package, ...]:
-    """The apt candidate of every package (version, pool file, SHA256), sorted by name."""
-    out = _run(["apt-cache", "show", "--no-all-versions", *names])
-    found: dict[str, Package] = {}
-    for stanza in out.strip().split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            if line and not line[0].isspace() and ":" in line:
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
-        name = fields.get("Package", "")
-        if name in names and name not in found and "Filename" in fields:
-            found[name] = Package(
-                name,
-                fields["Version"],
-                fields["Architecture"],
-                fields["Filename"].rsplit("/", 1)[-1],
-                fields["SHA256"],
-            )
-    missing = sorted(set(names) - set(found))
-    if missing:
-        raise FaaspubError(
-            f"apt knows no candidate for {', '.join(missing)}", hint="run apt-get update (bookworm sources)"
-        )
-    return tuple(sorted(found.values(), key=lambda p: p.name))
-
-
-def _sha256_file(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def fetch_debs(packages: tuple[Package, ...], deb_dir: Path) -> list[Path]:
-    """The verified .deb of every package, downloading (``apt-get download``) only what is missing."""
-    deb_dir.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in packages if not (deb_dir / p.filename).is_file()]
-    if missing:
-        with tempfile.TemporaryDirectory(dir=deb_dir, prefix=".download-") as tmp:
-            _run(["apt-get", "download", "-q", *(f"{p.name}={p.version}" for p in missing)], cwd=Path(tmp))
-            for p in missing:
-                # apt-get writes the epoch's ':' as %3a; the pool basename has no epoch at all.
-                got = Path(tmp) / f"{p.name}_{p.version.replace(':', '%3a')}_{p.architecture}.deb"
-                if not got.is_file():
-                    raise FaaspubError(f"apt-get download did not produce {got.name}")
-                got.replace(deb_dir / p.filename)
-    paths = []
-    for p in packages:
-        path = deb_dir / p.filename
-        if _sha256_file(path) != p.sha256:
-            path.unlink()
-            raise FaaspubError(f"{p.filename}: SHA256 does not match the apt index (removed; retry)")
-        paths.append(path)
-    return paths
-
-
 def _proxy_files(proxy_dir: Path) -> list[Path]:
     if not proxy_dir.is_dir():
         raise FaaspubError(f"action proxy {proxy_dir} not found", hint="build from a faaspub source checkout")
@@ -226,21 +205,31 @@ def input_key(packages: tuple[Package, ...], proxy_dir: Path) -> str:
     for p in packages:
         sha.update(f"{p.name}={p.version}:{p.sha256}\n".encode())
     for path in _proxy_files(proxy_dir):
-        sha.update(f"{path.relative_to(proxy_dir).as_posix()}:{_sha256_file(path)}\n".encode())
+        sha.update(f"{path.relative_to(proxy_dir).as_posix()}:{sha256_file(path)}\n".encode())
     return sha.hexdigest()
 
 
-def assemble_rootfs(debs: list[Path], rootfs: Path, proxy_dir: Path, packages: tuple[Package, ...]) -> None:
+def assemble_rootfs(
+    debs: list[Path],
+    rootfs: Path,
+    proxy_dir: Path,
+    packages: tuple[Package, ...],
+    recipe: Recipe = RECIPES["3.11"],
+) -> None:
     """Unpack ``debs`` into ``rootfs`` and finish it into a runnable python filesystem."""
     # Debian packages never share files (dpkg refuses that), so unpacking them in parallel is safe.
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        list(pool.map(lambda deb: _run(["dpkg-deb", "-x", str(deb), str(rootfs)]), sorted(debs)))
+        list(pool.map(lambda deb: run(["dpkg-deb", "-x", str(deb), str(rootfs)]), sorted(debs)))
+    if recipe.merged_usr:
+        for name in ("bin", "sbin", "lib", "lib64"):
+            if (rootfs / "usr" / name).is_dir() and not (rootfs / name).exists():
+                (rootfs / name).symlink_to(f"usr/{name}")
     for rel in _PRUNE:
         shutil.rmtree(rootfs / rel, ignore_errors=True)
     _prune_docs(rootfs / "usr" / "share" / "doc")
     python3 = rootfs / "usr" / "bin" / "python3"
     if not python3.exists():
-        python3.symlink_to("python3.11")
+        python3.symlink_to(f"python{recipe.python}")
     _busybox_applets(rootfs)
     _ca_bundle(rootfs)
     etc = rootfs / "etc"
@@ -258,7 +247,7 @@ def assemble_rootfs(debs: list[Path], rootfs: Path, proxy_dir: Path, packages: t
         shutil.copyfile(src, dest)
     lock = "".join(f"{p.name}={p.version} sha256:{p.sha256}\n" for p in packages)
     (rootfs / "opt" / "faaspub" / "packages.lock").write_text(lock)
-    _compile_bytecode(rootfs)
+    _compile_bytecode(rootfs, recipe.python)
 
 
 def copyright_licenses(rootfs: Path, packages: tuple[Package, ...]) -> dict[str, list[str]]:
@@ -279,7 +268,7 @@ def copyright_licenses(rootfs: Path, packages: tuple[Package, ...]) -> dict[str,
     return found
 
 
-def _compile_bytecode(rootfs: Path) -> None:
+def _compile_bytecode(rootfs: Path, python: str) -> None:
     """Ship byte-code: the root is read-only at run time, so without it every cold start recompiles.
 
     The image's own interpreter compiles (through chroot), with hash-based invalidation because every
@@ -297,7 +286,7 @@ def _compile_bytecode(rootfs: Path) -> None:
         "1",
         "--invalidation-mode",
         "unchecked-hash",
-        "/usr/lib/python3.11",
+        f"/usr/lib/python{python}",
         "/opt/faaspub",
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -318,7 +307,7 @@ def _prune_docs(doc: Path) -> None:
 
 def _busybox_applets(rootfs: Path) -> None:
     busybox = rootfs / "bin" / "busybox"
-    listing = _run([str(busybox), "--list-full"])
+    listing = run([str(busybox), "--list-full"])
     for rel in sorted(line.strip() for line in listing.splitlines() if line.strip()):
         link = rootfs / rel
         # Never shadow a real program from a package (python, ...), only fill the gaps.
@@ -356,11 +345,14 @@ def _prune_layer_cache(directory: Path, keep: int) -> None:
             (directory / digest.split(":", 1)[1]).unlink(missing_ok=True)
 
 
-def base_config(layer: Layer, packages: tuple[Package, ...], key: str) -> ImageConfig:
+def base_config(
+    layer: Layer, packages: tuple[Package, ...], key: str, recipe: Recipe = RECIPES["3.11"]
+) -> ImageConfig:
     """The image config: proxy command, non-root user, /action workdir, port 8080, OCI labels."""
-    python = next(p.version for p in packages if p.name == "python3.11")
+    python = recipe.python
+    version = next(p.version for p in packages if p.name == f"python{python}")
     config = ImageConfig()
-    config.append_layer(layer.diff_id, "faaspub runtime build-base (debx: Debian bookworm packages)")
+    config.append_layer(layer.diff_id, f"faaspub runtime build-base (debx: Debian {recipe.suite} packages)")
     config.set_env(
         {
             "LANG": "C.UTF-8",
@@ -375,14 +367,14 @@ def base_config(layer: Layer, packages: tuple[Package, ...], key: str) -> ImageC
     config.expose("8080/tcp")
     config.set_labels(
         {
-            "org.opencontainers.image.title": "faaspub python 3.11 runtime base",
+            "org.opencontainers.image.title": f"faaspub python {python} runtime base",
             "org.opencontainers.image.description": (
-                "Python 3.11 from Debian bookworm packages plus the faaspub action proxy"
+                f"Python {python} from Debian {recipe.suite} packages plus the faaspub action proxy"
             ),
-            "org.opencontainers.image.version": python,
+            "org.opencontainers.image.version": version,
             "org.opencontainers.image.licenses": "Apache-2.0",
             "org.opencontainers.image.vendor": "faaspub",
-            "io.faaspub.runtime": "python:3.11",
+            "io.faaspub.runtime": f"python:{python}",
             "io.faaspub.base.inputs": f"sha256:{key}",
         }
     )
@@ -408,6 +400,19 @@ def base_document(
     return sbom.base_sbom(subject, debs)
 
 
+def recipe_for(python: str) -> Recipe:
+    """The Debian recipe of ``python``; other versions need an image from an outside registry."""
+    recipe = RECIPES.get(python)
+    if recipe is None:
+        offline = " and ".join(RECIPES)
+        raise FaaspubError(
+            f"python {python} is not available from Debian packages (python {offline} are)",
+            hint=f"build runtime-images/python{python}/Dockerfile (official python:{python}-slim, from "
+            "Docker Hub) with buildah/podman and push it as faaspub/python-base, or set registry.base_image",
+        )
+    return recipe
+
+
 def build_base(
     python: str,
     store: ImageStore,
@@ -420,17 +425,13 @@ def build_base(
 ) -> BaseBuild:
     """Build (or reuse) the base layer for ``python`` and push the image as ``faaspub/python-base:TAG``."""
     say = progress or (lambda _msg: None)
-    if python != "3.11":
-        raise FaaspubError(
-            f"python {python} is not available from Debian bookworm packages (only 3.11 is)",
-            hint=f"build runtime-images/python{python}/Dockerfile (official python:{python}-slim) "
-            "with buildah/podman, or point apt at a mirror that ships it",
-        )
+    recipe = recipe_for(python)
     started = time.monotonic()
     proxy = proxy_dir or default_proxy_dir()
-    packages = resolve_packages()
-    key = input_key(packages, proxy)
     cache_dir = Path(cache_dir).expanduser()
+    index = apt_index(recipe.suite, cache_dir)
+    packages = resolve_packages(recipe.packages, index)
+    key = input_key(packages, proxy)
     meta_path = cache_dir / "base-layers" / f"{key}.json"
     layer: Layer | None = None
     licenses: dict[str, list[str]] = {}
@@ -444,13 +445,13 @@ def build_base(
             say(f"reusing cached base layer {layer.digest[:19]}")
     cached = layer is not None
     if layer is None:
-        say(f"fetching {len(packages)} Debian packages")
-        debs = fetch_debs(packages, cache_dir / "debs")
+        say(f"fetching {len(packages)} Debian {recipe.suite} packages")
+        debs = fetch_debs(packages, cache_dir / "debs", index)
         with tempfile.TemporaryDirectory(prefix="faaspub-rootfs-") as tmp:
             rootfs = Path(tmp) / "rootfs"
             rootfs.mkdir()
             say("assembling the root filesystem")
-            assemble_rootfs(debs, rootfs, proxy, packages)
+            assemble_rootfs(debs, rootfs, proxy, packages, recipe)
             licenses = copyright_licenses(rootfs, packages)
             say("writing the layer")
             fresh = build_layer(
@@ -476,7 +477,7 @@ def build_base(
             )
         )
         _prune_layer_cache(cache_dir / "base-layers", keep=KEEP_CACHED_LAYERS)
-    config = base_config(layer, packages, key)
+    config = base_config(layer, packages, key, recipe)
     tag = tag or python
     say(f"pushing {store.reference(BASE_REPOSITORY)}:{tag}")
     digest = push_image(store, BASE_REPOSITORY, tag, config, [layer])
@@ -494,4 +495,28 @@ def build_base(
         seconds=time.monotonic() - started,
         python=python,
         labels=config.labels,
+        suite=recipe.suite,
     )
+
+
+def ensure_base(settings: Settings, python: str, progress: Progress | None = None) -> BaseBuild | None:
+    """Build the default runtime base for ``python`` when the image store lacks it (first use).
+
+    Nothing to do when the operator names their own base (``registry.base_image``) or the store
+    has it; several processes arriving at once build it once (a lock in the cache directory).
+    """
+    if settings.registry.base_image:
+        return None
+    store = open_store(settings)
+    if python in store.tags(BASE_REPOSITORY):
+        return None
+    recipe_for(python)  # a runtime that needs an outside registry fails here, before any work
+    cache_dir = Path(settings.build.cache_dir).expanduser()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f"base-{python}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python in store.tags(BASE_REPOSITORY):
+            return None  # another process built it while this one waited
+        if progress:
+            progress(f"preparing the python {python} runtime base from Debian packages (first use)")
+        return build_base(python, store, cache_dir, progress=progress)

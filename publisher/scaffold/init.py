@@ -9,7 +9,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from publisher.errors import FaaspubError
-from publisher.manifest.model import NAME_PATTERN, RUNTIMES
+from publisher.manifest.model import DEFAULT_RUNTIME, NAME_PATTERN, RUNTIMES
 
 DEFAULT_CI_PROJECT = "faaspub/faaspub"
 
@@ -42,7 +42,7 @@ def _author() -> tuple[str, str]:
 def scaffold(
     name: str,
     dest: Path,
-    runtime: str = "python:3.12",
+    runtime: str = DEFAULT_RUNTIME,
     description: str | None = None,
     ci_project: str = DEFAULT_CI_PROJECT,
 ) -> list[Path]:
@@ -53,7 +53,8 @@ def scaffold(
             hint="use 1-63 lowercase letters, digits and dashes, e.g. 'cxi-metadata'",
         )
     if runtime not in RUNTIMES or runtime == "docker":
-        raise FaaspubError(f"invalid runtime {runtime!r}", hint="choose python:3.11 or python:3.12")
+        pythons = ", ".join(r for r in RUNTIMES if r != "docker")
+        raise FaaspubError(f"invalid runtime {runtime!r}", hint=f"choose one of {pythons}")
     module = name.replace("-", "_")
     given, family = _author()
     values = {

@@ -39,6 +39,12 @@ RUN_USER = "1000"
 _LOG_TAIL = 40
 
 
+def has_tests(fn: FunctionSource) -> bool:
+    """Whether the function has a tests folder with something in it (``faaspub validate`` wants one)."""
+    folder = fn.root / fn.manifest.tests.path
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,12 +69,15 @@ class ContainerTester:
             cases: list[junit.Case] = []
             if image.test_ref is not None:
                 cases += self._pytest(client, fn, image.test_ref)
+            elif has_tests(fn):
+                reason = f"the test suite could not be run: no test image belongs to {image.ref.pinned}"
+                cases.append(junit.Case("pytest", fn.manifest.tests.path, "error", 0.0, reason))
             cases += self._smoke(client, fn, image.ref)
         finally:
             client.close()
         if junit_path is not None:
             junit.write(cases, junit_path)
-        return _report(cases, junit_path)
+        return report_of(cases, junit_path)
 
     # -- pytest in the test image --------------------------------------------------------------
 
@@ -92,21 +101,8 @@ class ContainerTester:
             status = _wait(container, PYTEST_TIMEOUT_S)
             logs = _logs(container)
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        seconds = time.monotonic() - started
         _, marker, xml = stdout.rpartition(f"\n{JUNIT_MARKER}\n")
-        if marker and xml.strip():
-            with tempfile.TemporaryDirectory(prefix="faaspub-junit-") as tmp:
-                report = Path(tmp) / "pytest.xml"
-                report.write_text(xml, encoding="utf-8")
-                cases = junit.read_pytest(report)
-            if status not in (0, 1) and not any(c.outcome in ("failed", "error") for c in cases):
-                cases.append(junit.Case("pytest", "pytest run", "error", seconds, f"exit {status}", logs))
-            return cases
-        if status == 0:
-            return [junit.Case("pytest", tests.command or "pytest", "passed", seconds)]
-        if status == 5:  # pytest: no tests collected
-            return [junit.Case("pytest", "pytest", "skipped", seconds, "no tests collected")]
-        return [junit.Case("pytest", tests.command or "pytest", "error", seconds, f"exit {status}", logs)]
+        return pytest_cases(status, xml if marker else "", tests.command, time.monotonic() - started, logs)
 
     # -- runtime protocol smoke test -----------------------------------------------------------
 
@@ -170,31 +166,52 @@ class ContainerTester:
                 f"POST /run answered {resp.status_code}: {resp.text[:300]}",
                 f"input: {json.dumps(given)}\n\n{_logs(container)}",
             )
-        diffs = subset_differences(expect, result) if expect is not None else []
-        if diffs:
-            detail = "\n".join(
-                [
-                    f"input:    {json.dumps(given, sort_keys=True)}",
-                    f"expected: {json.dumps(expect, sort_keys=True)} (subset)",
-                    f"actual:   {json.dumps(result, sort_keys=True)}",
-                    "differences:",
-                    *(f"  {d}" for d in diffs),
-                ]
-            )
-            return junit.Case("smoke", name, "failed", seconds, diffs[0], detail)
-        return junit.Case("smoke", name, "passed", seconds)
+        return example_case("smoke", name, given, expect, result, seconds)
 
 
 class _SmokeFailure(Exception):
     pass
 
 
-@contextmanager
-def _container(
+def pytest_cases(status: int, xml: str, command: str | None, seconds: float, logs: str) -> list[junit.Case]:
+    """The cases of one pytest run (or ``tests.command``) from its exit status and JUnit XML, if any."""
+    if xml.strip():
+        with tempfile.TemporaryDirectory(prefix="faaspub-junit-") as tmp:
+            report = Path(tmp) / "pytest.xml"
+            report.write_text(xml, encoding="utf-8")
+            cases = junit.read_pytest(report)
+        if status not in (0, 1) and not any(c.outcome in ("failed", "error") for c in cases):
+            cases.append(junit.Case("pytest", "pytest run", "error", seconds, f"exit {status}", logs))
+        return cases
+    if status == 0:
+        return [junit.Case("pytest", command or "pytest", "passed", seconds)]
+    if status == 5:  # pytest: no tests collected
+        return [junit.Case("pytest", "pytest", "skipped", seconds, "no tests collected")]
+    return [junit.Case("pytest", command or "pytest", "error", seconds, f"exit {status}", logs)]
+
+
+def example_case(suite: str, name: str, given: Any, expect: Any, result: Any, seconds: float) -> junit.Case:
+    """Passed when ``result`` contains ``expect`` (a subset); else failed with the differences."""
+    diffs = subset_differences(expect, result) if expect is not None else []
+    if not diffs:
+        return junit.Case(suite, name, "passed", seconds)
+    detail = "\n".join(
+        [
+            f"input:    {json.dumps(given, sort_keys=True)}",
+            f"expected: {json.dumps(expect, sort_keys=True)} (subset)",
+            f"actual:   {json.dumps(result, sort_keys=True)}",
+            "differences:",
+            *(f"  {d}" for d in diffs),
+        ]
+    )
+    return junit.Case(suite, name, "failed", seconds, diffs[0], detail)
+
+
+def start_container(
     client: docker.DockerClient, settings: Settings, ref: ImageRef, **options: Any
-) -> Iterator[Container]:
-    """A started container of ``ref`` with faaspub's fixed isolation; always removed afterwards."""
-    container = client.containers.run(
+) -> Container:
+    """A started container of ``ref`` with faaspub's fixed isolation (the caller removes it)."""
+    started: Container = client.containers.run(
         provide(client, settings, ref.pinned, ref.digest or None),
         detach=True,
         network_mode="host",
@@ -204,6 +221,15 @@ def _container(
         init=True,
         **options,
     )
+    return started
+
+
+@contextmanager
+def _container(
+    client: docker.DockerClient, settings: Settings, ref: ImageRef, **options: Any
+) -> Iterator[Container]:
+    """:func:`start_container`, always removed afterwards."""
+    container = start_container(client, settings, ref, **options)
     try:
         yield container
     finally:
@@ -243,7 +269,7 @@ def _logs(container: Container) -> str:
     return "\n".join(text.splitlines()[-_LOG_TAIL:])
 
 
-def _report(cases: list[junit.Case], path: Path | None) -> TestReport:
+def report_of(cases: list[junit.Case], path: Path | None) -> TestReport:
     report = TestReport(junit_path=path)
     for case in cases:
         if case.outcome == "passed":

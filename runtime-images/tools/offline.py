@@ -27,7 +27,7 @@ from publisher.oci.layer import build_layer
 from publisher.oci.registry import RegistryClient
 from publisher.oci.store import ImageStore, parse_reference
 from publisher.oci.transfer import append_layers, fetch_image
-from publisher.runtime.base import fetch_debs, resolve_packages
+from publisher.runtime.debian import fetch_debs, resolve_packages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIB_DIR = "/opt/faaspub/lib"

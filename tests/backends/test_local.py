@@ -336,7 +336,15 @@ def test_bind_records_triggers(
     backend.bind(release, [trigger])
     [info] = backend.functions("grp")
     assert info.triggers == [
-        {"kind": "storage", "source": "local", "path": "/data/in", "events": ["created"], "match": "*.h5"}
+        {
+            "kind": "storage",
+            "source": "local",
+            "path": "/data/in",
+            "recursive": False,
+            "events": ["created"],
+            "match": "*.h5",
+            "public": False,
+        }
     ]
     backend.unbind("grp", "hello")
     assert backend.functions("grp")[0].triggers == []

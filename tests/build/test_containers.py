@@ -156,14 +156,22 @@ def test_buildah_builds_a_docker_runtime_repository_with_run_steps(
         "name: own-image\nruntime: docker\nhandler: handler:main\n"
         "examples:\n  - input: {}\n    expect: {built: built-by-run}\n"
     )
+    # Its tests run in its own image (plus pytest and the tests folder), reading what RUN wrote.
+    test = (
+        "def test_run_step_wrote_the_marker():\n"
+        "    assert open('/action/BUILT').read() == 'built-by-run\\n'\n"
+    )
     root = make_function(
-        "own-image", files={"Dockerfile": dockerfile, "handler.py": handler}, manifest=manifest
+        "own-image",
+        files={"Dockerfile": dockerfile, "handler.py": handler, "tests/test_handler.py": test},
+        manifest=manifest,
     )
     fn = load_function(root)
     image = BuildahBuilder(settings).build(fn, "2.0.0", {})
-    assert image.ref.tag.startswith("2.0.0-") and image.test_ref is None
+    assert image.ref.tag.startswith("2.0.0-") and image.test_ref is not None
     report = tester.test(fn, image)
     assert report.ok, "\n".join(report.failures)
+    assert report.passed == 3  # the marker test, init and the example
 
 
 def test_registry_requiring_login_is_named_without_secrets(
@@ -251,7 +259,7 @@ def test_cli_build_json_then_test_by_image(
     )
     assert built.returncode == 0, built.stderr
     result = json.loads(built.stdout)
-    assert set(result) == {"image", "digest", "size", "layers", "layers_reused", "test_image"}
+    assert {"image", "digest", "size", "layers", "layers_reused", "test_image"} <= set(result)
     assert result["image"].endswith(f"@{result['digest']}") and ":3.1.0-" in result["image"]
     image = result["image"].split("@")[0]
     tested = subprocess.run(

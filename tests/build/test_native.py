@@ -106,6 +106,7 @@ def test_code_layer_content_and_config(make_function: FunctionFactory, layout_se
 
     test_config = image_config(layout_settings, built.test_ref.tagged)  # type: ignore[union-attr]
     assert test_config.env["PYTHONPATH"].startswith("/opt/faaspub/test-deps:/opt/faaspub/deps:")
+    assert test_config.labels["org.faaspub.tested-image"] == built.ref.digest  # any reference finds it
     tests = image_files(layout_settings, built.test_ref.tagged, -1)  # type: ignore[union-attr]
     assert "action/tests/test_handler.py" in tests
 

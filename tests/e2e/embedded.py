@@ -1,7 +1,8 @@
 """The embedded-defaults story (journey 7), shared by ``test_embedded.py`` and ``bench/e2e.py``.
 
-No configuration at all in a fresh folder: SQLite under ``./.faaspub``, the local OCI layout as
-registry, the local backend on faaspub's own podman service, ``./data`` as watched storage.
+No configuration at all on a fresh machine whose ``FAASPUB_HOME`` is ``./.faaspub`` of its folder:
+SQLite, the local OCI layout as registry, the local backend on faaspub's own podman service, and
+``data/`` as watched storage, all under it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Any
 from tests.e2e.functions import CXI_METADATA, commit_and_tag, copy_function
 from tests.e2e.stack import Service, faaspub, publish_result, start_service, stop_private_podman
 
-INCOMING = Path("data") / "incoming"
+INCOMING = Path(".faaspub") / "data" / "incoming"
+
+
+def home(workdir: Path) -> dict[str, str]:
+    """The environment of every process of the machine in ``workdir``: its own ``FAASPUB_HOME``."""
+    return {"FAASPUB_HOME": str(workdir / ".faaspub")}
 
 
 @dataclass
@@ -29,7 +35,7 @@ class Machine:
         return self.workdir / INCOMING
 
     def faaspub(self, *args: str, timeout: float = 300) -> str:
-        return faaspub(*args, cwd=self.workdir, timeout=timeout).stdout
+        return faaspub(*args, cwd=self.workdir, env=home(self.workdir), timeout=timeout).stdout
 
     def publish(self, folder: Path) -> dict[str, Any]:
         return publish_result(self.faaspub("publish", str(folder), "--json"))
@@ -51,11 +57,11 @@ class Machine:
 def prepare(workdir: Path) -> None:
     """What ``make run`` does before serving: the watched folder and the runtime base (offline, cached)."""
     (workdir / INCOMING).mkdir(parents=True, exist_ok=True)
-    faaspub("runtime", "build-base", "--python", "3.11", cwd=workdir, timeout=300)
+    faaspub("runtime", "build-base", "--python", "3.11", cwd=workdir, env=home(workdir), timeout=300)
 
 
 def start(workdir: Path) -> Machine:
-    return Machine(workdir, start_service(workdir))
+    return Machine(workdir, start_service(workdir, env=home(workdir)))
 
 
 def function_checkout(workdir: Path, tag: str = "v1.0.0") -> Path:

@@ -47,8 +47,15 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str, inter
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without faaspub or engine settings that would leak into a run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAASPUB_", "DOCKER_HOST"))}
+    """The caller's environment without faaspub or engine settings that would leak into a run.
+
+    ``FAASPUB_HOME`` stays: it is the test's own embedded state (tests/conftest.py), never the user's.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAASPUB_", "DOCKER_HOST")) or k == "FAASPUB_HOME"
+    }
     return {**env, **(extra or {})}
 
 

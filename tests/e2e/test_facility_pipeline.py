@@ -60,6 +60,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_each_standard_function_publishes_from_its_folder(workdir: Path) -> None:
     env = {
+        **embedded.home(workdir),  # the facility folder's own state, where prepare() put the base
         "FAASPUB_NAMESPACE": NAMESPACE,
         "FAASPUB_BUILD__CACHE_DIR": str(BUILD_CACHE),
         # Not the pipeline's database: these functions as they are point at example.org services.

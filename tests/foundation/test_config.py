@@ -19,13 +19,60 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
 
 
-def test_embedded_defaults_without_any_file() -> None:
+def test_embedded_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     s = load_settings()
-    assert s.database.url == "sqlite:///.faaspub/faaspub.db"
-    assert s.registry.url is None and s.registry.oci_layout == ".faaspub/oci"
+    state = tmp_path / "xdg-data" / "faaspub"
+    assert s.state_path == state
+    assert s.database.url == f"sqlite:///{state}/faaspub.db"
+    assert s.registry.url is None and s.registry.oci_layout == f"{state}/oci"
     assert s.backend.kind == "local" and s.archive.kind == "none"
-    assert s.storage.local.root == "./data"
+    assert s.storage.local.root == f"{state}/data"
+    assert s.build.cache_dir == str(tmp_path / "xdg-cache" / "faaspub")
     assert s.server.listen == "127.0.0.1:8080"
+
+
+def test_state_never_defaults_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")  # the XDG spec: relative values are invalid
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_settings().state_path == tmp_path / "home" / ".local" / "share" / "faaspub"
+    monkeypatch.setenv("FAASPUB_HOME", str(tmp_path / "elsewhere"))
+    s = load_settings()
+    assert s.state_path == tmp_path / "elsewhere"
+    assert s.database.url == f"sqlite:///{tmp_path}/elsewhere/faaspub.db"
+    assert s.registry.oci_layout == f"{tmp_path}/elsewhere/oci"
+
+
+def test_paths_set_explicitly_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "faaspub.toml").write_text(
+        'state_dir = "st"\n[database]\nurl = "sqlite:///x.db"\n[storage.local]\nroot = "./data"\n'
+    )
+    s = load_settings()
+    assert s.database.url == "sqlite:///x.db" and s.storage.local.root == "./data"
+    assert s.registry.oci_layout == "st/oci"  # unset: follows state_dir
+
+
+def test_configuration_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def namespace_of(text: str, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'namespace = "{text}"\n')
+        return path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert load_settings().namespace == "local"
+    namespace_of("user", tmp_path / "xdg" / "faaspub" / "faaspub.toml")
+    assert load_settings().namespace == "user"
+    namespace_of("cwd", tmp_path / "faaspub.toml")
+    assert load_settings().namespace == "cwd"
+    monkeypatch.setenv("FAASPUB_CONFIG", str(namespace_of("env", tmp_path / "env.toml")))
+    assert load_settings().namespace == "env"
+    assert load_settings(namespace_of("flag", tmp_path / "flag.toml")).namespace == "flag"
+    monkeypatch.setenv("FAASPUB_CONFIG", str(tmp_path / "gone.toml"))
+    with pytest.raises(ConfigError, match=r"gone.toml \(FAASPUB_CONFIG\) does not exist"):
+        load_settings()
 
 
 def test_file_then_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,7 +94,7 @@ class RecordingBackend:
         self.state_dir = context.settings.state_path
         self.catalogue = Catalogue(context.sessions)
 
-    def deploy(self, release: Release) -> None:
+    def deploy(self, release: Release, alias: bool = True) -> None:
         key = f"{release.namespace}/{release.name}@{release.version}"
         with _locked_state(self.state_dir / "recording" / "backend.json") as state:
             deployed = state.setdefault("versions", {})

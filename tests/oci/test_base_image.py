@@ -12,7 +12,7 @@ from publisher.oci.layout import OciLayout
 from publisher.oci.store import ImageStore
 from publisher.oci.transfer import fetch_image
 from publisher.runtime.base import BASE_REPOSITORY, build_base, default_proxy_dir
-from tests.infra.containers import BaseImage, cache_root, require_tool, run_podman
+from tests.infra.containers import BaseImage, RegistryServer, cache_root, require_tool, run_podman
 
 pytestmark = pytest.mark.containers
 
@@ -72,3 +72,36 @@ def test_base_build_is_reproducible(tmp_path: Path) -> None:
 def test_python_312_needs_the_dockerfile(tmp_path: Path) -> None:
     with pytest.raises(FaaspubError, match=r"python3.12/Dockerfile"):
         build_base("3.12", OciLayout(tmp_path), cache_root())
+
+
+def test_python_313_base_from_debian_trixie_runs(
+    registry: RegistryServer, podman_env: dict[str, str]
+) -> None:
+    """3.13 comes from trixie through a private apt index on the system's own Debian mirror."""
+    require_tool("apt-get")
+    require_tool("dpkg-deb")
+    from publisher.oci.registry import RegistryClient
+
+    result = build_base("3.13", RegistryClient(registry.url, insecure=True), cache_root())
+    assert (
+        result.suite == "trixie" and result.packages and result.labels["io.faaspub.runtime"] == "python:3.13"
+    )
+    assert next(p.version for p in result.packages if p.name == "python3.13").startswith("3.13.")
+    ref = f"{registry.host}/{BASE_REPOSITORY}:3.13"
+    run_podman(podman_env, "pull", "-q", ref)
+    proc = run_podman(
+        podman_env,
+        "run",
+        "--rm",
+        "--read-only",
+        "--network",
+        "host",
+        ref,
+        "python3",
+        "-c",
+        "import ssl, sqlite3, json, ctypes, lzma, bz2, decimal, zoneinfo, os, sys, faaspub_runtime; "
+        "zoneinfo.ZoneInfo('Europe/Berlin'); cafile = ssl.get_default_verify_paths().cafile; "
+        "print(sys.version_info[:2], os.getuid(), os.getcwd(), os.path.isfile(cafile))",
+    )
+    assert proc.stdout.split() == ["(3,", "13)", "1000", "/action", "True"]
+    assert run_podman(podman_env, "run", "--rm", ref, "sh", "-c", "echo ok").stdout.strip() == "ok"

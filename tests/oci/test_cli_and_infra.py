@@ -18,11 +18,12 @@ from tests.infra.containers import cache_root, require_tool
 def test_build_base_json_into_the_default_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("apt-get")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAASPUB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FAASPUB_BUILD__CACHE_DIR", str(cache_root()))
     result = CliRunner().invoke(runtime, ["build-base", "--python", "3.11", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    layout = OciLayout(tmp_path / ".faaspub" / "oci")
+    layout = OciLayout(tmp_path / "home" / "oci")  # the embedded state, not the working directory
     assert doc["image"] == f"oci:{layout.root}:{BASE_REPOSITORY}:3.11"
     assert layout.resolve(BASE_REPOSITORY, "3.11") == doc["digest"]
     assert doc["packages"]["python3.11"].startswith("3.11.")

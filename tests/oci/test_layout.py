@@ -133,13 +133,28 @@ def test_open_store_follows_settings(tmp_path: Path) -> None:
         ("localhost/x", Reference("localhost", "x")),
         ("oci:/tmp/oci:faaspub/python-base:3.11", Reference("oci:/tmp/oci", "faaspub/python-base", "3.11")),
         ("oci:/tmp/oci:faaspub/python-base", Reference("oci:/tmp/oci", "faaspub/python-base")),
+        # what `faaspub build` prints, and the same without its tag
+        (
+            "oci:/tmp/oci:functions/local/x:1.0.0-abc@sha256:" + "b" * 64,
+            Reference("oci:/tmp/oci", "functions/local/x", "1.0.0-abc", "sha256:" + "b" * 64),
+        ),
+        (
+            "oci:/tmp/oci:functions/local/x@sha256:" + "b" * 64,
+            Reference("oci:/tmp/oci", "functions/local/x", None, "sha256:" + "b" * 64),
+        ),
+        (
+            "127.0.0.1:5000/functions/x:1.0.0@sha256:" + "c" * 64,
+            Reference("127.0.0.1:5000", "functions/x", "1.0.0", "sha256:" + "c" * 64),
+        ),
     ],
 )
 def test_parse_reference(text: str, expected: Reference) -> None:
     assert parse_reference(text) == expected
 
 
-@pytest.mark.parametrize("text", ["Upper/Case:1", "x:bad tag", "x@sha256:123", "oci:/only-a-dir"])
+@pytest.mark.parametrize(
+    "text", ["Upper/Case:1", "x:bad tag", "x@sha256:123", "oci:/only-a-dir", "oci:/d:x@sha256:12"]
+)
 def test_parse_reference_rejects(text: str) -> None:
     with pytest.raises(FaaspubError, match="image reference"):
         parse_reference(text)
