@@ -35,6 +35,7 @@ AREAS = (
     "catalogue",
     "ci",
     "e2e",
+    "security",
 )
 
 
