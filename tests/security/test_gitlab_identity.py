@@ -7,45 +7,30 @@ the worker asks GitLab whose id it is before it acts.
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
 
 from publisher.db.models import Job, WebhookDelivery
-from publisher.gitlab import events
 from publisher.gitlab.store import PreviewRecord, ReleaseRecord
-from publisher.gitlab.worker import KINDS, run_worker
 from tests.gitlab.conftest import (
-    JUNIT,
     PROJECT,
     PROJECT_ID,
     Env,
     Project,
-    example_tree,
     pipeline_hook,
     spec,
 )
 from tests.gitlab.parts import read_log
 from tests.gitlab.test_gitlab_flows import queue_idle, release_row, wait_for
-from tests.security.conftest import ATTACKER_PROJECT, ATTACKER_PROJECT_ID, ATTACKER_SECRET, VICTIM_SECRET
-
-
-@contextmanager
-def workers(env: Env) -> Iterator[None]:
-    """A real worker for webhook-queued jobs (no reconciliation pass: only deliveries count here)."""
-    stop = threading.Event()
-    kinds = [kind for kind in KINDS if kind != events.RECONCILE]
-    thread = threading.Thread(target=run_worker, args=(env.context, stop, kinds), kwargs={"poll_s": 0.05})
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
+from tests.security.conftest import (
+    ATTACKER_PROJECT,
+    ATTACKER_PROJECT_ID,
+    ATTACKER_SECRET,
+    VICTIM_SECRET,
+    attempt_release,
+    workers,
+)
 
 
 def delivery(env: Env, delivery_id: int) -> WebhookDelivery:
@@ -118,27 +103,16 @@ def test_a_deleted_branch_in_another_group_does_not_remove_the_victims_preview(
 
 def test_a_release_json_cannot_deploy_another_projects_image(two_groups: Env, project: Project) -> None:
     """The attacker's own tag pipeline names the victim's image (by digest) in its release.json."""
-    victim_image = project.image("v1.0.0")  # in the registry under fs-sc/hello
-    release = {"function": "hello", "version": "2.0.0", "image": victim_image}
-    pipeline = project.fake.add_pipeline(
-        ATTACKER_PROJECT_ID,
-        sha="c" * 40,
-        ref="v2.0.0",
-        tag=True,
-        jobs={
-            "faaspub:test": {"junit.xml": JUNIT.encode()},
-            "faaspub:release": {"release.json": json.dumps(release).encode()},
-        },
-        tree=example_tree(),
+    release = {"function": "hello", "version": "2.0.0", "image": project.image("v1.0.0")}  # fs-sc/hello's
+    record = attempt_release(
+        two_groups,
+        project,
+        release,
+        project_id=ATTACKER_PROJECT_ID,
+        path=ATTACKER_PROJECT,
+        token=ATTACKER_SECRET,
     )
-    hook = pipeline_hook(pipeline)
-    hook["project"].update(id=ATTACKER_PROJECT_ID, path_with_namespace=ATTACKER_PROJECT)
-    assert two_groups.post(hook, token=ATTACKER_SECRET).json()["outcome"] == "queued"
-    with workers(two_groups):
-        wait_for(lambda: (r := release_row(two_groups)) is not None and r.step in ("done", "failed"))
-
-    record = release_row(two_groups)
-    assert record is not None and record.step == "failed", record.step if record else None
+    assert record.step == "failed", record.step
     assert "not under the registry path of project other-group/tool" in (record.error or "")
     assert read_log(two_groups.context.settings.state_path, "backend") == []
     with two_groups.context.sessions() as session:
