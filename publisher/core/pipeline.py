@@ -179,7 +179,7 @@ class Pipeline:
 
         check_allowed(fn.namespace, fn.manifest.storage_triggers(), self.context.settings)
         if fn.manifest.output:
-            namespace_path(fn.namespace, fn.manifest.output, self.context.settings, "output")
+            namespace_path(fn.namespace, fn.manifest.output, self.context.settings, "output", verb="bind")
 
     def reserve(self, fn: FunctionSource, version: str) -> Reservation:
         return self.context.archive.reserve(fn, version)

@@ -100,7 +100,9 @@ def allowed_prefixes(namespace: str, settings: Settings) -> list[str]:
     return _granted(namespace, allowed)
 
 
-def namespace_path(namespace: str, path: str, settings: Settings, what: str = "path") -> str:
+def namespace_path(
+    namespace: str, path: str, settings: Settings, what: str = "path", verb: str = "use"
+) -> str:
     """``path`` normalised (``/a//b/./c/`` -> ``/a/b/c``), once it is inside ``namespace``'s prefixes.
 
     S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``. ``..`` and NUL are refused
@@ -113,7 +115,7 @@ def namespace_path(namespace: str, path: str, settings: Settings, what: str = "p
     prefixes = allowed_prefixes(namespace, settings)
     if not any(_within(clean, prefix) for prefix in prefixes):
         raise FaaspubError(
-            f"{what} {path!r} is outside the paths namespace {namespace!r} may use: "
+            f"{what} {path!r} is outside the paths namespace {namespace!r} may {verb}: "
             f"{', '.join(prefixes) or 'none'}",
             hint="use a path under one of those prefixes, or ask the operator to extend "
             "storage.allowed_paths in the configuration",
@@ -135,7 +137,8 @@ def check_allowed(namespace: str, triggers: Iterable[Any], settings: Settings) -
         storage = getattr(trigger, "storage", trigger)  # a manifest entry or the trigger itself
         if not isinstance(storage, StorageTrigger):
             continue
-        path = namespace_path(namespace, storage.path, settings, f"storage trigger path ({storage.source})")
+        what = f"storage trigger path ({storage.source})"
+        path = namespace_path(namespace, storage.path, settings, what, verb="bind")
         own = _granted(namespace, buckets)
         if (
             storage.source == "s3"

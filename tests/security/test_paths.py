@@ -86,7 +86,7 @@ def test_replay_cannot_list_another_groups_dcache_folder_with_the_services_crede
 def test_nothing_may_be_bound_by_default_once_gitlab_serves_groups(tmp_path: Path) -> None:
     gitlab = Settings.model_validate({"gitlab": {"url": "https://gitlab.example.org", "groups": ["fs-sc"]}})
     fn = load_function(HELLO, namespace="fs-sc")  # binds /incoming
-    with pytest.raises(FaaspubError, match="may use: none"):
+    with pytest.raises(FaaspubError, match="may bind: none"):
         Pipeline(Context(gitlab)).check_bindings(fn)
     # The embedded single namespace keeps its own storage without any configuration.
     Pipeline(Context(Settings())).check_bindings(load_function(HELLO, namespace="local"))

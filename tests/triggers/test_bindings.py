@@ -89,7 +89,7 @@ def test_default_allows_the_embedded_namespace_only_and_nothing_once_gitlab_serv
     check_allowed("local", [s3], Settings())  # the embedded single namespace: its own storage
     with pytest.raises(FaaspubError, match="bucket/raw"):
         check_allowed("any", [s3], Settings())
-    with pytest.raises(FaaspubError, match="may use: none"):
+    with pytest.raises(FaaspubError, match="may bind: none"):
         check_allowed("local", [s3], Settings.model_validate({"gitlab": {"url": "https://gl.example"}}))
     with pytest.raises(FaaspubError, match="bucket/raw"):
         check_allowed("any", [s3], settings({"*": ["/other"]}))
@@ -114,7 +114,7 @@ def test_s3_bindings_stay_inside_the_namespace_buckets() -> None:
         ("xfel", "xfel-raw2"): "buckets namespace 'xfel' may bind: xfel-raw, proc/xfel, shared",
         ("xfel", "proc"): "outside the buckets",  # the bucket, but not the prefix it was given
         ("xfel", "proc/xfel2/a"): "outside the buckets",
-        ("desy", "xfel-raw/SPB"): "outside the paths namespace 'desy' may use: /shared",
+        ("desy", "xfel-raw/SPB"): "outside the paths namespace 'desy' may bind: /shared",
         ("desy", "shared2"): "outside the paths",
     }
     for (namespace, path), message in refused.items():
