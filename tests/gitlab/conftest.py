@@ -135,18 +135,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_env(
-    tmp_path: Path,
-    db_url: str,
-    gitlab_url: str = "http://127.0.0.1:9",
-    registry: str = "",
-    group_secrets: dict[str, str] | None = None,
-) -> Env:
+def make_env(tmp_path: Path, db_url: str, *args: Any, **settings: Any) -> Env:
+    """The service app on the configuration :func:`write_config` writes from these arguments."""
     from webhooks.gitlab_hooks import router
     from webhooks.metrics import router as metrics_router
     from webhooks.releases import router as releases_router
 
-    config = write_config(tmp_path, db_url, gitlab_url, registry, group_secrets)
+    config = write_config(tmp_path, db_url, *args, **settings)
     context = Context(load_settings(config))
     if db_url.startswith("postgresql"):
         clean_postgres(context)
