@@ -76,7 +76,7 @@ def _local(backend: LocalBackend, calls: int) -> list[dict[str, Any]]:
 
     # Peer: the bare /run round trip to the same warm proxy (what any backend must at least pay).
     worker = backend._pools[deployed.key].workers[0]
-    channel = Channel(worker.instance.port)
+    channel = Channel(worker.instance.endpoint)
     body = json.dumps({"value": {}, "deadline": int(time.time() * 1000) + 60_000}).encode()
     raw = []
     for _ in range(calls):

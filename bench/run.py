@@ -36,6 +36,7 @@ AREAS = (
     "ci",
     "e2e",
     "dev",
+    "security",
 )
 
 

@@ -7,9 +7,9 @@
 >>> run = fp.invoke("hello", {"name": "Ada"})
 >>> run["result"], fp.logs(run["id"])
 
-Reading the catalogue needs no token unless the service keeps it private; invoking needs a token
-with the ``invoke`` scope (``faaspub token create``). Errors raise :class:`CatalogueError` with the
-service's message.
+Reading the catalogue needs no token unless the service keeps it private; results and logs need a
+token with the ``read`` scope, invoking one with the ``invoke`` scope (``faaspub token create``).
+Errors raise :class:`CatalogueError` with the service's message.
 """
 
 from __future__ import annotations

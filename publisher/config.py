@@ -77,6 +77,9 @@ class ServerSettings(Section):
     max_body_bytes: int = 2 * 1024 * 1024
     catalogue_public: bool = True
     workers: int = Field(default=2, ge=0, le=64)
+    # When set, GET /metrics needs "Authorization: Bearer <this token>" (Prometheus: credentials_file).
+    metrics_token_file: str | None = None
+    metrics_token: SecretStr | None = None
 
     @property
     def host(self) -> str:
@@ -106,6 +109,9 @@ class GitLabSettings(Section):
     signing_secret_file: str | None = None
     groups: list[str] = Field(default_factory=list)
     reconcile_interval_s: float = 300.0
+    # Identity checks of CI job tokens (POST /api/v1/releases): their own threads and a short timeout.
+    job_token_checks: int = Field(default=4, ge=1, le=64)
+    job_token_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class RegistrySettings(Section):
@@ -131,10 +137,15 @@ class OpenWhiskSettings(Section):
 
 
 class LocalBackendSettings(Section):
+    # "process" runs functions unisolated; it is never chosen by "auto".
     engine: Literal["auto", "docker", "process"] = "auto"
     docker_host: str | None = None
     idle_timeout_s: float = 600.0
-    network: Literal["host", "none"] = "host"
+    # "none": each container has a network namespace of its own (no network; the proxy is reached
+    # through a unix socket); "host": functions share the host network, for those that fetch data.
+    network: Literal["none", "host"] = "none"
+    pids_limit: int = Field(default=256, ge=16)
+    cpus: float = Field(default=1.0, gt=0)
 
 
 class BackendSettings(Section):
@@ -197,8 +208,9 @@ class StorageSettings(Section):
     s3: S3StorageSettings = Field(default_factory=S3StorageSettings)
     # Previews and staging are bound under this prefix (e.g. "/pnfs/xfel.eu/staging"); unset: unbound.
     staging_prefix: str | None = None
-    # namespace -> path prefixes its functions may bind; "*" applies to every namespace.
-    allowed_paths: dict[str, list[str]] = Field(default_factory=lambda: {"*": ["/"]})
+    # namespace -> path prefixes its functions may bind, replay and list; "*" applies to every
+    # namespace. Unset: nothing when GitLab serves groups, everything for the embedded namespace.
+    allowed_paths: dict[str, list[str]] | None = None
 
 
 class BuildSettings(Section):
@@ -218,10 +230,23 @@ class ProvenanceSettings(Section):
     generate_key: bool = True
 
 
+class NamespaceSecrets(Section):
+    """The secrets one namespace was granted: a folder with one file per secret name."""
+
+    dir: str
+    # function name -> the secret names it may get; unset: every function of the namespace gets all.
+    functions: dict[str, list[str]] | None = None
+
+
 class SecretsSettings(Section):
-    """Where function secrets (names in function.yaml) get their values at run time."""
+    """Where function secrets (names in function.yaml) get their values at run time.
+
+    ``dir`` (and ``FAASPUB_SECRET_<NAME>``) serve the embedded namespace (``namespace``) only;
+    every other namespace gets only what ``[secrets.namespaces.<ns>]`` grants it.
+    """
 
     dir: str | None = None
+    namespaces: dict[str, NamespaceSecrets] = Field(default_factory=dict)
 
 
 class CatalogueSettings(Section):

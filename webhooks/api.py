@@ -1,10 +1,11 @@
 """``/api/v1``: the catalogue REST API (functions, versions, activations, deliveries) and invocation.
 
-Reads are public unless ``server.catalogue_public`` is false, in which case they need a token and
-show only the token's namespace. Invoke needs the ``invoke`` scope, rollback and replay ``admin``,
-on the function's namespace (see :mod:`publisher.catalogue.auth`). Every error is JSON
-``{"error": …, "hint": …}``; the route class below converts FastAPI's own errors to that shape, so
-clients handle one format.
+Catalogue reads (functions, versions, activation summaries) are public unless
+``server.catalogue_public`` is false, in which case they need a token and show only the token's
+namespace. Results, logs, storage events and webhook deliveries need a read token in every mode.
+Invoke needs the ``invoke`` scope, rollback and replay ``admin``, on the function's namespace (see
+:mod:`publisher.catalogue.auth`). Every error is JSON ``{"error": …, "hint": …}``; the route class
+below converts FastAPI's own errors to that shape, so clients handle one format.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from publisher.catalogue.schemas import (
 from publisher.core.context import Context
 from publisher.db.engine import transaction
 from publisher.errors import FaaspubError
+from webhooks.limits import GRANT
 
 
 class ApiError(Exception):
@@ -129,6 +131,9 @@ async def current_grant(
     """
     if credentials is None:
         return None
+    checked: Grant | None = getattr(request.state, GRANT, None)
+    if checked is not None:  # authenticated before the body was read (webhooks.limits)
+        return checked
     grant = await run_in_threadpool(_authenticate, context_of(request), credentials.credentials)
     if grant is None:
         raise ApiError(
@@ -176,6 +181,14 @@ async def reader(request: Request, grant: GrantDep) -> str | None:
 
 
 ReaderDep = Annotated[str | None, Depends(reader)]
+
+
+async def private_reader(grant: GrantDep) -> str | None:
+    """Like :func:`reader`, but in every mode: results, logs and storage paths are never public."""
+    return need_token(grant, "read").namespaces
+
+
+PrivateReaderDep = Annotated[str | None, Depends(private_reader)]
 
 
 def visible(requested: str | None, limit_to: str | None) -> str | None:
@@ -391,6 +404,7 @@ def activations(
     request: Request,
     response: Response,
     limit_to: ReaderDep,
+    grant: GrantDep,
     function: Annotated[str | None, Query(max_length=63)] = None,
     namespace: Namespace = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
@@ -409,6 +423,8 @@ def activations(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
+    if logs:  # results and logs need a token in every mode
+        limit_to = need_token(grant, "read").namespaces
     with context_of(request).sessions() as session:
         listing = queries.list_activations(
             session,
@@ -427,7 +443,7 @@ def activations(
 
 @router.get("/activations/{activation_id}", response_model=ActivationDetail, summary="One activation")
 def activation(
-    request: Request, activation_id: Annotated[str, Path(max_length=64)], limit_to: ReaderDep
+    request: Request, activation_id: Annotated[str, Path(max_length=64)], limit_to: PrivateReaderDep
 ) -> dict[str, Any]:
     with context_of(request).sessions() as session:
         row = queries.get_activation(session, activation_id)
@@ -442,7 +458,7 @@ EventStatus = Literal["pending", "inflight", "done", "dead"]
 def events(
     request: Request,
     response: Response,
-    limit_to: ReaderDep,
+    limit_to: PrivateReaderDep,
     status: Annotated[EventStatus | None, Query()] = None,
     function: Annotated[str | None, Query(max_length=63)] = None,
     namespace: Namespace = None,
@@ -456,7 +472,7 @@ def events(
 def dead_letters(
     request: Request,
     response: Response,
-    limit_to: ReaderDep,
+    limit_to: PrivateReaderDep,
     function: Annotated[str | None, Query(max_length=63)] = None,
     namespace: Namespace = None,
     cursor: Cursor = None,
@@ -491,7 +507,7 @@ def _events(
 def deliveries(
     request: Request,
     response: Response,
-    limit_to: ReaderDep,
+    limit_to: PrivateReaderDep,
     outcome: Annotated[
         str | None, Query(max_length=32, description="queued, ignored, unauthorized, …")
     ] = None,

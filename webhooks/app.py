@@ -25,6 +25,8 @@ from publisher import __version__
 from publisher.core.context import Context
 from publisher.errors import FaaspubError
 from publisher.logs import hide_query_strings
+from webhooks.headers import SecurityHeaders
+from webhooks.limits import RequestLimits
 
 log = logging.getLogger("faaspub.service")
 
@@ -113,4 +115,7 @@ def create_app(context: Context | None = None, background: bool = False) -> Fast
 
     for name in ROUTERS:
         app.include_router(importlib.import_module(name).router)
+    # Outermost last: every answer gets the browser protections, early refusals included.
+    app.add_middleware(RequestLimits)
+    app.add_middleware(SecurityHeaders)
     return app

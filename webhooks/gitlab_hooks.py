@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from publisher.core.context import Context
 from publisher.gitlab.intake import Intake
 from webhooks.bodies import read_bounded
+from webhooks.limits import gate
 
 router = APIRouter(tags=["webhooks"])
 
@@ -21,6 +22,17 @@ def _intake(request: Request) -> Intake:
         context: Context = state.context
         intake = state.gitlab_intake = Intake(context.settings, context.sessions)
     return intake
+
+
+@gate("/hooks/gitlab")
+async def refuse_early(request: Request) -> JSONResponse | None:
+    """A wrong or missing ``X-Gitlab-Token`` (or a stale signature) is refused before the body is read."""
+    intake = _intake(request)
+    verdict = intake.auth.precheck(request.headers)
+    if verdict is None or verdict.reason is None:
+        return None
+    answer = await intake.refused(request.headers, verdict.reason, time.perf_counter())
+    return JSONResponse(answer.json(), status_code=answer.status)
 
 
 @router.post("/hooks/gitlab", summary="GitLab project, group and system webhooks")

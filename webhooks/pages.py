@@ -10,16 +10,19 @@ from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from publisher.catalogue import queries
+from publisher.catalogue.auth import Grant, authenticate
 from publisher.catalogue.chart import Chart, chart_cache
 from publisher.catalogue.cursor import CursorError
+from publisher.db.engine import transaction
 from publisher.errors import FaaspubError
+from webhooks.headers import http_url
 
 HERE = FsPath(__file__).parent
 RECENT = 20
@@ -48,6 +51,10 @@ def _duration(ms: float | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["duration"] = _duration
+templates.env.filters["http_url"] = http_url
+# The token a browser sends with page requests after /login (HttpOnly: scripts never see it).
+SESSION_COOKIE = "faaspub_token"
+SESSION_S = 8 * 3600
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -78,6 +85,32 @@ def _private(request: Request) -> HTMLResponse | None:
         "this catalogue is private",
         "use the API (/api/v1) with a token that has the read scope",
     )
+
+
+def _viewer(request: Request) -> Grant | None:
+    """The grant of the page request's token: ``Authorization: Bearer`` or the /login cookie."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else request.cookies.get(SESSION_COOKIE, "")
+    if not token or len(token) > 512:
+        return None
+    with transaction(request.app.state.context.sessions) as session:
+        return authenticate(session, token)
+
+
+def _login(request: Request, message: str, status: int = 401) -> HTMLResponse:
+    """The token form that lets a browser see results, logs and deliveries."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return _render(request, "login.html", status, title="Sign in", message=message, next=target)
+
+
+def _may_read(request: Request, namespace: str) -> HTMLResponse | None:
+    """None when the viewer may read ``namespace`` (``*``: operators only), else the answer to send."""
+    grant = _viewer(request)
+    if grant is None:
+        return _login(request, "results, logs and deliveries need an API token (read scope)")
+    if not grant.allows(namespace, "read") or (namespace == "*" and grant.namespaces is not None):
+        return _login(request, f"this token cannot read namespace {namespace}", status=403)
+    return None
 
 
 Text = Annotated[str | None, Query(max_length=200)]
@@ -169,6 +202,8 @@ def activation_page(request: Request, activation_id: str) -> HTMLResponse:
             row = queries.get_activation(session, activation_id)
         except FaaspubError as exc:
             return _error(request, 404, exc.message)
+        if (denied := _may_read(request, row.namespace)) is not None:
+            return denied
         item = queries.activation_item(row, details=True)
     return _render(request, "activation.html", title=f"Activation {activation_id}", a=item)
 
@@ -178,7 +213,7 @@ def deliveries_page(
     request: Request, outcome: Text = None, webhooks: CursorQ = None, dead: CursorQ = None
 ) -> HTMLResponse:
     """Webhook deliveries and storage-event dead letters, newest first."""
-    if (denied := _private(request)) is not None:
+    if (denied := _private(request) or _may_read(request, "*")) is not None:
         return denied
     try:
         with request.app.state.context.sessions() as session:
@@ -189,3 +224,35 @@ def deliveries_page(
     return _render(
         request, "deliveries.html", title="Deliveries", hooks=hooks, letters=letters, outcome=outcome or ""
     )
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=512)],
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> HTMLResponse | RedirectResponse:
+    """Keep a valid API token in an HttpOnly, same-site cookie and go back to the page that asked."""
+    with transaction(request.app.state.context.sessions) as session:
+        grant = authenticate(session, token.strip())
+    if grant is None:
+        return _render(
+            request, "login.html", 401, title="Sign in", message="the token is not valid", next=next
+        )
+    # Only a path on this site: never an absolute or scheme-relative URL (no open redirect).
+    target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
+    answer = RedirectResponse(target, status_code=303)
+    secure = request.url.scheme == "https" or request.app.state.context.settings.server.base_url.startswith(
+        "https://"
+    )
+    answer.set_cookie(
+        SESSION_COOKIE, token.strip(), max_age=SESSION_S, httponly=True, samesite="strict", secure=secure
+    )
+    return answer
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    answer = RedirectResponse("/", status_code=303)
+    answer.delete_cookie(SESSION_COOKIE)
+    return answer

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from publisher.core.context import Context
+from publisher.gitlab.intake import Answer
 from publisher.gitlab.notify import ReleaseNotify
 from webhooks.bodies import read_bounded
 
@@ -37,11 +38,14 @@ def _notify(request: Request) -> ReleaseNotify:
 async def release_notification(request: Request) -> JSONResponse:
     started = time.perf_counter()
     notify = _notify(request)
+    # GitLab is asked who holds the token (on the notifier's own threads) before the body is read.
+    identity = await notify.identify(request.headers, started)
+    if isinstance(identity, Answer):
+        return JSONResponse(identity.json(), status_code=identity.status)
     body = await read_bounded(request, notify.max_body)
     if body is None:
         work = partial(notify.too_large, started)
     else:
-        work = partial(notify.handle, request.headers, body, started)
-    # GitLab is asked who holds the token: network calls, so off the event loop.
+        work = partial(notify.handle, identity, body, started)
     answer = await run_in_threadpool(work)
     return JSONResponse(answer.json(), status_code=answer.status)

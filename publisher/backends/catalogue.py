@@ -42,6 +42,7 @@ class Deployed:
     env: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     doi: str | None = None
+    output: str | None = None  # the local storage folder it writes (manifest ``output``)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -86,6 +87,7 @@ def _deployed(fn: Function, ver: Version) -> Deployed:
         env=dict(manifest.get("env") or {}),
         secrets=tuple(manifest.get("secrets") or ()),
         doi=ver.doi,
+        output=manifest.get("output"),
     )
 
 
@@ -226,6 +228,19 @@ class Catalogue:
         """Replace the storage bindings of ``function`` with ``triggers``."""
         with transaction(self.sessions) as session:
             replace_storage_triggers(session, self._require(session, namespace, function), triggers)
+
+    def local_folders(self, namespace: str, function: str) -> tuple[str, ...]:
+        """The local storage folders ``function``'s bound triggers watch (what its instances may read)."""
+        with self.sessions() as session:
+            fn = self._function(session, namespace, function)
+            if fn is None:
+                return ()
+            query = select(TriggerBinding.path).where(
+                TriggerBinding.function_id == fn.id,
+                TriggerBinding.kind == "storage",
+                TriggerBinding.source == "local",
+            )
+            return tuple(sorted({path for path in session.scalars(query) if path}))
 
     def clear_triggers(self, namespace: str, function: str) -> None:
         with transaction(self.sessions) as session:

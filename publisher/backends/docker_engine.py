@@ -1,10 +1,13 @@
 """Runs runtime proxies as containers through the Docker API (Docker, or podman's API socket).
 
-Every container is unprivileged and uses the host network (never bridge: it changes the host):
-read-only root with a tmpfs ``/tmp``, all capabilities dropped, ``no-new-privileges``, an init
-process (so stop is fast), the version's memory limit. The local storage root is mounted at its own
-path (storage events name the real file, and outputs go next to it), and the function runs as the
-owner of that directory, so it can read and write there and nowhere else on the host. Images are
+Every container is unprivileged: user 1000 of the runtime images (never root, never the owner of
+the storage root), read-only root with a tmpfs ``/tmp``, all capabilities dropped,
+``no-new-privileges``, an init process (so stop is fast), the version's memory limit and the
+``backend.local`` pids and CPU limits. By default it has a network namespace of its own with
+nothing in it (``network = "none"``, never bridge: that changes the host); the backend reaches the
+proxy through a unix socket in a folder only that container shares. Of the local storage only the
+folders the function's triggers watch are mounted, read-only, at their own paths (storage events
+name the real file), plus its one ``output`` folder read-write. Images are
 pulled by digest from their registry, or loaded from the local OCI layout as a docker archive.
 Output is read through an attach stream opened before the container starts, so no line is missed
 and logs arrive as the function prints them (the engine's log files are polled, an attach stream is not).
@@ -15,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.utils.socket import frames_iter
 
 from publisher.backends.catalogue import Deployed
-from publisher.backends.executor import InstanceSpec, StartError, proxy_env, wait_ready
+from publisher.backends.executor import Endpoint, InstanceSpec, StartError, proxy_env, wait_ready
 from publisher.backends.runlogs import LogCollector
 from publisher.config import Settings
 from publisher.errors import FaaspubError
@@ -38,15 +43,20 @@ OWNER = "io.faaspub.owner"
 TMPFS = "rw,nosuid,nodev,size=64m"
 FUNCTION_USER = (1000, 1000)  # the runtime images' unprivileged user
 STREAM = {1: "stdout", 2: "stderr"}
+# Where a container finds its proxy socket: the one folder it shares with the backend.
+RUN_DIR = "/run/faaspub"
 
 
 class DockerInstance:
     """One container running the proxy, with a thread reading its attach stream."""
 
-    def __init__(self, client: docker.DockerClient, container: Any, port: int, sock: Any) -> None:
+    def __init__(
+        self, client: docker.DockerClient, container: Any, endpoint: Endpoint, sock: Any, run_dir: Path | None
+    ) -> None:
         self.client = client
         self.container = container
-        self.port = port
+        self.endpoint = endpoint
+        self.run_dir = run_dir
         self.logs = LogCollector()
         self._sock = sock
         self._stopped = False
@@ -85,6 +95,8 @@ class DockerInstance:
             log.debug("removing container %s: %s", self.container.short_id, exc)
         with contextlib.suppress(OSError):
             self._sock.close()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 class DockerExecutor:
@@ -103,7 +115,11 @@ class DockerExecutor:
                 hint="start podman system service or Docker, or set backend.local.engine = 'process'",
             ) from None
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.storage, self.user = storage_mount(settings)
+        self.local = settings.backend.local
+        self.storage = Path(settings.storage.local.root).absolute()
+        # Instance folders (sockets) are reached through their mounts only: a private (0700) folder,
+        # in the temporary directory because a socket path must stay under 108 bytes.
+        self.runs = Path(tempfile.mkdtemp(prefix="faaspub-run-"))
         self._images: dict[str, str] = {}  # digest -> local image name
         self._lock = threading.Lock()
         self._remove_orphans()
@@ -126,21 +142,32 @@ class DockerExecutor:
         if image is None:
             self.prepare(deployed)
             image = self._images[deployed.digest]
+        volumes = storage_volumes(self.storage, spec.reads, spec.writes)
+        endpoint, run_dir, inner = spec.endpoint, None, None
+        if self.local.network == "none":
+            run_dir = self.runs / spec.name[-8:]  # the name ends in a random hex id
+            run_dir.mkdir()
+            _hand_to_function_user(run_dir, private=True)
+            endpoint = Endpoint(socket_path=str(run_dir / "proxy.sock"), token=spec.endpoint.token)
+            inner = f"{RUN_DIR}/proxy.sock"
+            volumes[str(run_dir)] = {"bind": RUN_DIR, "mode": "rw"}
         try:
             container = self.client.containers.create(
                 image,
                 name=spec.name,
                 detach=True,
-                network_mode="host",
-                user=self.user,
+                network_mode=self.local.network,
+                user=f"{FUNCTION_USER[0]}:{FUNCTION_USER[1]}",
                 read_only=True,
                 tmpfs={"/tmp": TMPFS},
-                volumes={self.storage: {"bind": self.storage, "mode": "rw"}},
+                volumes=volumes,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 init=True,
                 mem_limit=f"{deployed.memory_mb}m",
-                environment=proxy_env(spec.env, deployed, spec.port),
+                pids_limit=self.local.pids_limit,
+                nano_cpus=int(self.local.cpus * 1e9),
+                environment=proxy_env(spec.env, deployed, endpoint, inner),
                 labels={
                     LABEL: "local",
                     OWNER: self.owner,
@@ -153,10 +180,12 @@ class DockerExecutor:
             )
             container.start()
         except DockerException as exc:
+            if run_dir is not None:
+                shutil.rmtree(run_dir, ignore_errors=True)
             raise StartError(f"cannot start {deployed.function}@{deployed.version}: {exc}") from None
-        instance = DockerInstance(self.client, container, spec.port, sock)
+        instance = DockerInstance(self.client, container, endpoint, sock, run_dir)
         try:
-            wait_ready(spec.port, instance.exit_reason, f"{deployed.function}@{deployed.version}")
+            wait_ready(endpoint, instance.exit_reason, f"{deployed.function}@{deployed.version}")
         except StartError:
             tail = instance.logs.take(0.2)
             instance.stop()
@@ -185,26 +214,41 @@ class DockerExecutor:
 
     def close(self) -> None:
         self.client.close()
+        shutil.rmtree(self.runs, ignore_errors=True)
 
 
-def storage_mount(settings: Settings) -> tuple[str, str]:
-    """The local storage root (created if missing) and the ``uid:gid`` functions run as.
+def storage_volumes(root: Path, reads: tuple[str, ...], writes: str | None) -> dict[str, dict[str, str]]:
+    """Bind mounts of the storage folders one function may use, each at its own path.
 
-    Functions run as the owner of the storage root so they can write outputs next to their inputs,
-    but never as root: a root-owned storage root (faaspub itself running as root) is handed to the
-    runtime's unprivileged user, directories only, once.
+    ``reads`` (the trigger folders) are read-only; ``writes`` (the function's output folder) is
+    read-write and handed to the function's user when faaspub runs as root. A folder is created
+    when missing; one that leads out of the storage root (a symbolic link) is refused.
     """
-    root = Path(settings.storage.local.root).absolute()
-    root.mkdir(parents=True, exist_ok=True)
-    st = root.stat()
-    if st.st_uid != 0:
-        return str(root), f"{st.st_uid}:{st.st_gid}"
+    volumes: dict[str, dict[str, str]] = {}
+    for logical, mode in [*((path, "ro") for path in reads), *([(writes, "rw")] if writes else [])]:
+        host = root / logical.lstrip("/")
+        host.mkdir(parents=True, exist_ok=True)
+        if not host.resolve().is_relative_to(root.resolve()):
+            raise StartError(f"storage folder {logical} leads out of the local storage (a symbolic link)")
+        if mode == "rw":
+            _hand_to_function_user(host)
+        volumes[str(host)] = {"bind": str(host), "mode": mode}  # the output wins over a read
+    return volumes
+
+
+def _hand_to_function_user(folder: Path, private: bool = False) -> None:
+    """Let the function's user write ``folder`` (only the folder itself; nothing else is changed).
+
+    Without root the folder cannot be given away; a rootless engine maps user 1000 to a
+    subordinate id, so only a ``private`` folder (an instance's own, inside a 0700 parent) is made
+    writable for everyone, and a storage folder is left as it is, with a warning.
+    """
     if os.geteuid() == 0:
-        for directory, _subdirs, _files in os.walk(root):
-            os.chown(directory, *FUNCTION_USER)
+        os.chown(folder, *FUNCTION_USER)
+    elif private:
+        folder.chmod(0o777)
     else:
-        log.warning("storage root %s belongs to root: functions (uid 1000) cannot write there", root)
-    return str(root), f"{FUNCTION_USER[0]}:{FUNCTION_USER[1]}"
+        log.warning("functions (user 1000) may not be able to write %s: faaspub is not root", folder)
 
 
 def _pid_alive(pid: int) -> bool:

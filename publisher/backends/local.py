@@ -14,6 +14,7 @@ import atexit
 import http.client
 import json
 import logging
+import secrets as tokens
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from publisher.accounting.usage import bytes_of
 from publisher.backends import naming
 from publisher.backends.catalogue import Catalogue, Deployed, FunctionInfo, now
 from publisher.backends.executor import (
+    Endpoint,
     Executor,
     InitFailed,
     InstanceSpec,
@@ -52,6 +54,7 @@ QUEUE_WAIT_MIN_S = 60.0
 START_ATTEMPTS = 3
 MAX_INSTANCES = 4
 
+STATE_MARK = "$FAASPUB_STATE"  # stands for the service's state folder in activation records
 CRASHED = "The action did not produce a valid response and exited unexpectedly."
 NOT_A_RESULT = "The action did not return a dictionary or array."
 
@@ -166,6 +169,7 @@ class LocalBackend:
             activation = self._run(deployed, body, activation_id, cause)
         except Exception as exc:  # a background run must leave a record, whatever happened
             log.exception("activation %s failed in the backend", activation_id)
+            result, _ = self._without_host_paths("system_error", {"error": str(exc)}, [])
             activation = Activation(
                 id=activation_id,
                 function=deployed.function,
@@ -174,7 +178,7 @@ class LocalBackend:
                 start=now(),
                 duration_ms=0.0,
                 status="system_error",
-                result={"error": str(exc)},
+                result=result,
                 cause=cause,
                 memory_mb=deployed.memory_mb,
                 bytes_read=bytes_of(body["value"]),
@@ -188,6 +192,7 @@ class LocalBackend:
         t0 = time.perf_counter()
 
         def finish(status: ActivationStatus, result: Any, logs: list[str]) -> Activation:
+            result, logs = self._without_host_paths(status, result, logs)
             return Activation(
                 id=activation_id,
                 function=deployed.function,
@@ -233,6 +238,16 @@ class LocalBackend:
             logs = [redact(line, worker.secrets) for line in logs]
         return finish(status, result, logs)
 
+    def _without_host_paths(
+        self, status: ActivationStatus, result: Any, logs: list[str]
+    ) -> tuple[Any, list[str]]:
+        """The service's state folder hidden from what a record shows (engine errors, tracebacks)."""
+        state = str(self.settings.state_path.absolute())
+        logs = [line.replace(state, STATE_MARK) for line in logs]
+        if status != "success":
+            result = json.loads(json.dumps(result).replace(json.dumps(state)[1:-1], STATE_MARK))
+        return result, logs
+
     def activations(self, namespace: str, function: str | None = None, limit: int = 50) -> list[Activation]:
         return self.catalogue.activations(namespace, function, limit)
 
@@ -252,18 +267,21 @@ class LocalBackend:
 
     def _spawn(self, deployed: Deployed) -> Worker:
         """Start and initialise one instance (retrying when another process took its port)."""
-        secrets = resolve_secrets(self.settings, deployed.secrets, deployed.function)
+        secrets = resolve_secrets(self.settings, deployed.namespace, deployed.secrets, deployed.function)
         env = {**deployed.env, **secrets}
         if deployed.handler:
             env["FAASPUB_HANDLER"] = deployed.handler
         executor = self.executor
         executor.prepare(deployed)
+        reads = self.catalogue.local_folders(deployed.namespace, deployed.function)
         last: StartError | None = None
         for _attempt in range(START_ATTEMPTS):
-            port = free_port()
+            # Each instance answers only its own token: another function cannot run it.
+            endpoint = Endpoint(port=free_port(), token=tokens.token_urlsafe(24))
             name = f"faaspub-{deployed.function}-{deployed.version}-{uuid.uuid4().hex[:8]}".replace("+", "-")
+            spec = InstanceSpec(deployed, env, endpoint, name, reads=reads, writes=deployed.output)
             try:
-                instance = executor.start(InstanceSpec(deployed, env, port, name))
+                instance = executor.start(spec)
             except StartError as exc:
                 last = exc
                 continue

@@ -105,7 +105,9 @@ class OpenWhiskBackend:
         known = self.catalogue.existing_digest(release.namespace, release.name, release.version)
         if known:
             check_same_digest(release.name, release.version, known, release.image.digest)
-        secrets = resolve_secrets(self.settings, release.source.manifest.secrets, release.name)
+        secrets = resolve_secrets(
+            self.settings, release.namespace, release.source.manifest.secrets, release.name
+        )
         self.verify_image(self.settings, release.image.pinned, release.image.digest)
         pkg = naming.package_name(release.namespace)
         self._ensure_package(pkg, release.namespace)

@@ -16,16 +16,17 @@ import time
 from collections.abc import Callable
 
 from publisher.backends.catalogue import Deployed
-from publisher.backends.executor import Instance, StartError
+from publisher.backends.executor import Endpoint, Instance, StartError
 
 log = logging.getLogger(__name__)
 
 
 class Channel:
-    """Keep-alive HTTP/1.1 connections to one runtime proxy on 127.0.0.1 (one per concurrent call)."""
+    """Keep-alive HTTP/1.1 connections to one runtime proxy (one per concurrent call), with its token."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._headers = {"Content-Type": "application/json", **endpoint.headers}
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
@@ -34,12 +35,12 @@ class Channel:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            conn = self.endpoint.connection(timeout)
         elif conn.sock is not None:
             conn.sock.settimeout(timeout)
         try:
             # One send for headers and body (http.client joins them), so Nagle never delays a run.
-            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            conn.request("POST", path, body, self._headers)
             resp = conn.getresponse()
             data = resp.read()
         except BaseException:
@@ -68,7 +69,7 @@ class Worker:
         self.instance = instance
         # Secret values this instance got, to mask them in its activation logs; never printed.
         self.secrets = secrets or {}
-        self.channel = Channel(instance.port)
+        self.channel = Channel(instance.endpoint)
         self.logs = instance.logs
         self.in_flight = 0
         self.last_used = time.monotonic()

@@ -5,7 +5,8 @@ proxy runs with this interpreter, ``PYTHONPATH`` pointing at the image's own pat
 ``/opt/faaspub`` and what the image adds) inside the unpacked tree, and ``FAASPUB_ACTION_DIR`` at
 its ``/action``. This is **not isolated**: the function runs as the service's user with its
 filesystem and network. The memory limit is applied as ``RLIMIT_DATA``, which is the closest
-thing a process has. The backend warns once when it falls back to this executor.
+thing a process has. It is used only when ``backend.local.engine = "process"`` is chosen
+explicitly, and the backend warns once (``faaspub status`` says so too).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from publisher.backends.catalogue import Deployed
-from publisher.backends.executor import InstanceSpec, StartError, proxy_env, wait_ready
+from publisher.backends.executor import Endpoint, InstanceSpec, StartError, proxy_env, wait_ready
 from publisher.backends.runlogs import LogCollector
 from publisher.config import Settings
 from publisher.oci.engine import image_source
@@ -32,9 +33,9 @@ INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
 class ProcessInstance:
     """A proxy subprocess with two reader threads feeding its log collector."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> None:
         self.proc = proc
-        self.port = port
+        self.endpoint = endpoint
         self.logs = LogCollector()
         self._open = 2
         self._lock = threading.Lock()
@@ -103,7 +104,7 @@ class ProcessExecutor:
         paths = (rootfs / ".faaspub-unpacked").read_text().split(os.pathsep)
         pythonpath = [str(rootfs / p.lstrip("/")) for p in paths if p]
         env = {k: os.environ[k] for k in INHERITED if k in os.environ}
-        env.update(proxy_env(spec.env, deployed, spec.port))
+        env.update(proxy_env(spec.env, deployed, spec.endpoint))
         env["PYTHONPATH"] = os.pathsep.join(pythonpath)
         env["FAASPUB_ACTION_DIR"] = str(rootfs / "action")
         env["PYTHONUNBUFFERED"] = "1"
@@ -121,9 +122,9 @@ class ProcessExecutor:
             )
         except OSError as exc:
             raise StartError(f"cannot start the runtime for {deployed.function}: {exc}") from None
-        instance = ProcessInstance(proc, spec.port)
+        instance = ProcessInstance(proc, spec.endpoint)
         try:
-            wait_ready(spec.port, instance.exit_reason, f"{deployed.function}@{deployed.version}")
+            wait_ready(spec.endpoint, instance.exit_reason, f"{deployed.function}@{deployed.version}")
         except StartError:
             instance.stop()
             raise

@@ -1,8 +1,11 @@
 """Values of function secrets (``secrets:`` names in function.yaml), looked up at deploy or run time.
 
-A value comes from ``settings.secrets.dir`` (one file per name) or from the environment variable
-``FAASPUB_SECRET_<NAME>``. Values are never written to images, annotations, records or logs; errors
-name the secret and where it was looked for, never a value.
+Secrets are granted per namespace, never by name alone: a function gets a value only from its own
+namespace's folder, ``[secrets.namespaces.<ns>] dir`` (one file per name), and, where that section
+lists ``functions``, only the names listed for it. The embedded single namespace (``namespace``,
+``local`` by default) also reads ``[secrets] dir`` and the environment variables
+``FAASPUB_SECRET_<NAME>``. Values are never written to images, annotations, records or logs;
+errors name the secret and the namespace, never a value.
 """
 
 from __future__ import annotations
@@ -17,23 +20,41 @@ from publisher.errors import FaaspubError
 ENV_PREFIX = "FAASPUB_SECRET_"
 
 
-def resolve_secrets(settings: Settings, names: Iterable[str], function: str) -> dict[str, str]:
-    """``{NAME: value}`` for every name; a missing one is an error naming the function and the secret."""
+def resolve_secrets(
+    settings: Settings, namespace: str, names: Iterable[str], function: str
+) -> dict[str, str]:
+    """``{NAME: value}`` for every name ``function`` of ``namespace`` lists; a missing one is an error."""
+    granted = settings.secrets.namespaces.get(namespace)
+    embedded = namespace == settings.namespace
+    if granted is not None:
+        folder: Path | None = Path(granted.dir).expanduser()
+    else:
+        folder = Path(settings.secrets.dir).expanduser() if embedded and settings.secrets.dir else None
+    allowed = (
+        None if granted is None or granted.functions is None else set(granted.functions.get(function, ()))
+    )
     values: dict[str, str] = {}
-    folder = Path(settings.secrets.dir).expanduser() if settings.secrets.dir else None
     for name in names:
-        value = _from_dir(folder, name) if folder else None
+        value = None
+        if allowed is None or name in allowed:
+            value = _from_dir(folder, name) if folder else None
+            if value is None and embedded:
+                value = os.environ.get(ENV_PREFIX + name)
         if value is None:
-            value = os.environ.get(ENV_PREFIX + name)
-        if value is None:
-            where = f"{folder / name} or " if folder else ""
             raise FaaspubError(
-                f"function {function}: secret {name} has no value",
-                hint=f"put it in {where}the environment variable {ENV_PREFIX}{name} "
-                "(set secrets.dir in the configuration for a folder with one file per secret)",
+                f"function {function}: secret {name} has no value for namespace {namespace}",
+                hint=_hint(namespace, name, function, embedded, allowed),
             )
         values[name] = value
     return values
+
+
+def _hint(namespace: str, name: str, function: str, embedded: bool, allowed: set[str] | None) -> str:
+    if allowed is not None and name not in allowed:
+        return f"the operator grants it in [secrets.namespaces.{namespace}] functions.{function}"
+    if embedded:
+        return f"put it in a file {name} in secrets.dir or the environment variable {ENV_PREFIX}{name}"
+    return f"the operator grants it as a file {name} in [secrets.namespaces.{namespace}] dir"
 
 
 def _from_dir(folder: Path, name: str) -> str | None:
@@ -43,7 +64,7 @@ def _from_dir(folder: Path, name: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise FaaspubError(f"cannot read secret {name} from {path}: {exc.strerror}") from None
+        raise FaaspubError(f"cannot read secret {name}: {exc.strerror}") from None
 
 
 def redact(text: str, secrets: dict[str, str]) -> str:

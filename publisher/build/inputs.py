@@ -23,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 from publisher.config import Settings
 from publisher.core.types import FunctionSource
 from publisher.errors import FaaspubError
+from publisher.manifest.yamlfile import unsafe
 from publisher.oci.image import canonical_json
 
 ACTION_DIR = "/action"
@@ -197,7 +198,8 @@ def citation_license(fn: FunctionSource) -> str | None:
     if not path.is_file():
         return None
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = None if unsafe(text) else YAML(typ="safe").load(text)
     except (YAMLError, UnicodeDecodeError):
         return None  # `faaspub validate` reports a broken CITATION.cff; the image just lacks the label
     value = data.get("license") if isinstance(data, dict) else None

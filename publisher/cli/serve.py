@@ -18,6 +18,7 @@ def serve(config: str | None, listen: str | None, no_background: bool) -> None:
     """Run the service (default http://127.0.0.1:8080)."""
     import uvicorn
 
+    from publisher.backends.executor import isolation_warning
     from publisher.logs import configure_logging
     from webhooks.app import create_app
 
@@ -27,6 +28,8 @@ def serve(config: str | None, listen: str | None, no_background: bool) -> None:
     server = context.settings.server
     configure_logging(server.log_format)
     err.print(f"faaspub serving on http://{server.listen} (catalogue /, API /api/v1, /openapi.json)")
+    if warning := isolation_warning(context.settings):
+        err.print(f"warning: {warning}")
     uvicorn.run(
         create_app(context, background=not no_background),
         host=server.host,

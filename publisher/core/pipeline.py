@@ -222,9 +222,12 @@ class Pipeline:
     # -- stages (also called one by one by the GitLab release worker) ---------------------------
 
     def check_bindings(self, fn: FunctionSource) -> None:
-        from publisher.triggers.bindings import check_allowed
+        """Every storage path the function would touch (triggers and ``output``) is its namespace's."""
+        from publisher.triggers.bindings import check_allowed, namespace_path
 
         check_allowed(fn.namespace, fn.manifest.storage_triggers(), self.context.settings)
+        if fn.manifest.output:
+            namespace_path(fn.namespace, fn.manifest.output, self.context.settings, "output", verb="bind")
 
     def reserve(self, fn: FunctionSource, version: str) -> Reservation:
         return self.context.archive.reserve(fn, version)

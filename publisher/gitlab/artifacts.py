@@ -42,18 +42,17 @@ def find_job(jobs: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, An
 
 
 def artifact(
-    gl: GitLab, project_id: int, jobs: list[dict[str, Any]], names: tuple[str, ...], path: str
-) -> bytes:
+    gl: GitLab, project_id: int, jobs: list[dict[str, Any]], names: tuple[str, ...], path: str, dest: Path
+) -> None:
+    """Save ``path`` of the newest successful job named one of ``names`` to ``dest``."""
     job = find_job(jobs, names)
     if job is None:
         raise FaaspubError(
             f"the pipeline has no successful job {' or '.join(names)}",
             hint="include the faaspub CI template so the pipeline builds, tests and releases the function",
         )
-    data = gl.job_artifact(project_id, job["id"], path)
-    if data is None:
+    if not gl.job_artifact(project_id, job["id"], path, dest):
         raise FaaspubError(f"job {job['name']} (#{job['id']}) has no artifact {path}")
-    return data
 
 
 def fetch(
@@ -70,15 +69,12 @@ def fetch(
         workdir.mkdir(parents=True)
         jobs = gl.pipeline_jobs(project_id, pipeline_id)
         if release:
-            (workdir / "release.json").write_bytes(
-                artifact(gl, project_id, jobs, (RELEASE_JOB,), "release.json")
-            )
-            (workdir / "junit.xml").write_bytes(artifact(gl, project_id, jobs, (TEST_JOB,), "junit.xml"))
+            artifact(gl, project_id, jobs, (RELEASE_JOB,), "release.json", workdir / "release.json")
+            artifact(gl, project_id, jobs, (TEST_JOB,), "junit.xml", workdir / "junit.xml")
         else:
-            (workdir / "build.json").write_bytes(artifact(gl, project_id, jobs, BUILD_JOBS, "build.json"))
-        archive = gl.source_archive(project_id, sha)
-        (workdir / "source.tar.gz").write_bytes(archive)
-        gl.unpack(archive, workdir / "src")
+            artifact(gl, project_id, jobs, BUILD_JOBS, "build.json", workdir / "build.json")
+        gl.source_archive(project_id, sha, workdir / "source.tar.gz")
+        gl.unpack(workdir / "source.tar.gz", workdir / "src")
         done.touch()
     src = workdir / "src"
     tops = [p for p in src.iterdir() if p.is_dir()]
@@ -119,8 +115,12 @@ def namespace_of(project: str, groups: list[str]) -> str:
     return max(matches, key=len) if matches else project.rsplit("/", 1)[0]
 
 
-def image_ref(doc: dict[str, Any], settings: Settings) -> ImageRef:
-    """The pinned image of ``build.json``/``release.json``, which must live in the configured registry."""
+def image_ref(doc: dict[str, Any], settings: Settings, project: str) -> ImageRef:
+    """The pinned image of ``build.json``/``release.json``: in the configured registry, under the project.
+
+    GitLab lets a project's CI push only below its own registry path (``HOST/GROUP/PROJECT[/…]``,
+    lower case), so an image anywhere else may belong to another project and is refused.
+    """
     image = doc.get("image")
     if not isinstance(image, str) or "@sha256:" not in image:
         raise FaaspubError(
@@ -135,6 +135,12 @@ def image_ref(doc: dict[str, Any], settings: Settings) -> ImageRef:
             hint="set registry.url to the registry the CI pushes to",
         )
     repository, _, tag = name.rpartition(":") if ":" in name.split("/", 1)[-1] else (name, "", "latest")
+    path, own = repository.split("/", 1)[-1], project.lower()
+    if path != own and not path.startswith(own + "/"):
+        raise FaaspubError(
+            f"image {repository} is not under the registry path of project {project} ({host}/{own})",
+            hint="push the function image to $CI_REGISTRY_IMAGE (the faaspub CI template's default)",
+        )
     return ImageRef(repository=repository, tag=tag, digest=digest)
 
 

@@ -27,6 +27,7 @@ class Verdict:
 
     groups: frozenset[str] = frozenset()
     reason: str | None = None
+    signed: bool = False  # authenticated by webhook-signature (its webhook-id is signed too)
 
     @property
     def ok(self) -> bool:
@@ -60,6 +61,18 @@ class Authenticator:
     def configured(self) -> bool:
         return bool(self._tokens or self._signing_keys)
 
+    def precheck(self, headers: Mapping[str, str], now: float | None = None) -> Verdict | None:
+        """A refusal decided from the headers alone, before any body is read; None: read on.
+
+        A token is checked completely here; a signature needs the body, so only its timestamp is.
+        """
+        if not self.configured:
+            return Verdict(reason="no webhook secret is configured (gitlab.webhook_secret_file)")
+        if headers.get("webhook-signature") is not None and self._signing_keys:
+            return _stale(headers.get("webhook-timestamp", ""), time.time() if now is None else now)
+        verdict = self._check_token(headers)
+        return None if verdict.ok else verdict
+
     def check(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verdict:
         """Authenticate by signature when the signed headers are present, else by ``X-Gitlab-Token``."""
         if not self.configured:
@@ -67,6 +80,9 @@ class Authenticator:
         signature = headers.get("webhook-signature")
         if signature is not None and self._signing_keys:
             return self._check_signature(headers, signature, body, time.time() if now is None else now)
+        return self._check_token(headers)
+
+    def _check_token(self, headers: Mapping[str, str]) -> Verdict:
         token = headers.get("x-gitlab-token")
         if token is None:
             return Verdict(reason="missing X-Gitlab-Token header")
@@ -81,14 +97,9 @@ class Authenticator:
     ) -> Verdict:
         msg_id = headers.get("webhook-id", "")
         stamp = headers.get("webhook-timestamp", "")
-        try:
-            sent = int(stamp)
-        except ValueError:
-            return Verdict(reason="webhook-timestamp is not a number")
-        if abs(now - sent) > SIGNATURE_TOLERANCE_S:
-            return Verdict(
-                reason="webhook-timestamp is outside the 5-minute tolerance (replay or clock skew)"
-            )
+        stale = _stale(stamp, now)
+        if stale is not None:
+            return stale
         signed = f"{msg_id}.{stamp}.".encode() + body
         offered = [part.split(",", 1)[1] for part in signature.split() if part.startswith("v1,")]
         valid = False
@@ -98,7 +109,18 @@ class Authenticator:
                 valid |= hmac.compare_digest(expected, candidate.encode())
         if not valid:
             return Verdict(reason="webhook-signature does not match the signing secret")
-        return Verdict(groups=frozenset({ALL_GROUPS}))
+        return Verdict(groups=frozenset({ALL_GROUPS}), signed=True)
+
+
+def _stale(stamp: str, now: float) -> Verdict | None:
+    """A refusal when ``webhook-timestamp`` is not a number or outside the tolerance."""
+    try:
+        sent = int(stamp)
+    except ValueError:
+        return Verdict(reason="webhook-timestamp is not a number")
+    if abs(now - sent) > SIGNATURE_TOLERANCE_S:
+        return Verdict(reason="webhook-timestamp is outside the 5-minute tolerance (replay or clock skew)")
+    return None
 
 
 def signing_key(secret: str) -> bytes:

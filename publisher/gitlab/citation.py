@@ -9,6 +9,8 @@ from datetime import date
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from publisher.manifest.yamlfile import unsafe
+
 BADGE_MARK = "<!-- faaspub-doi -->"
 _BADGE_LINE = re.compile(rf"^.*{re.escape(BADGE_MARK)}.*$", re.MULTILINE)
 
@@ -20,7 +22,7 @@ def update_cff(text: str | None, doi: str, version: str, released: date) -> str 
     yaml = YAML()
     yaml.preserve_quotes = True
     try:
-        doc = yaml.load(text)
+        doc = None if unsafe(text) else yaml.load(text)
     except YAMLError:
         return None  # an unreadable CITATION.cff is reported by validation, not rewritten here
     if not isinstance(doc, dict):

@@ -8,9 +8,9 @@ backoff (python-gitlab honours ``Retry-After``). The token is read with
 
 from __future__ import annotations
 
-import io
 import logging
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,31 @@ log = logging.getLogger(__name__)
 
 STATUS_NAME = "faaspub"
 MAX_RETRIES = 8
-# A CI job waits on the identity check of its notification: a few quick retries, then it is told.
-IDENTIFY_RETRIES = 2
+# A CI job waits on the identity check of its notification: one quick retry, then it is told.
+IDENTIFY_RETRIES = 1
+
+
+# Downloads go to files in chunks, never whole into memory, and stop at these sizes.
+CHUNK = 64 * 1024
+ARTIFACT_LIMIT = 16 << 20  # build.json, release.json, junit.xml
+ARCHIVE_LIMIT = 256 << 20  # a function repository at one commit, compressed
+TREE_LIMIT = 1 << 30  # ... and unpacked
+
+
+def save(chunks: Iterable[bytes], dest: Path, limit: int, what: str) -> None:
+    """Write ``chunks`` to ``dest`` (through a temporary file); refuse more than ``limit`` bytes."""
+    part = dest.with_name(dest.name + ".part")
+    size = 0
+    try:
+        with open(part, "wb") as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise FaaspubError(f"{what} is larger than {limit >> 20} MiB", hint="it is not read")
+                out.write(chunk)
+        part.replace(dest)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 class TransientError(Exception):
@@ -79,18 +102,20 @@ class GitLab:
     def project(self, project_id: int) -> Project:
         return self.api.projects.get(project_id, lazy=True)
 
-    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn: Any, *args: Any, retries: int = MAX_RETRIES, **kwargs: Any) -> Any:
         """Run one python-gitlab call, turning its errors into transient or user-facing ones."""
         try:
-            return fn(*args, max_retries=MAX_RETRIES, **kwargs)
+            return fn(*args, max_retries=retries, **kwargs)
         except GitlabError as exc:
             raise explain(exc, what) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}") from None
 
     # -- reads --------------------------------------------------------------------------------
 
-    def project_path(self, project_id: int) -> str:
+    def project_path(self, project_id: int, retries: int = MAX_RETRIES) -> str:
         """``group/…/project`` of a project id, as GitLab (not a request body) says."""
-        project = self.call(f"project {project_id}", self.api.projects.get, project_id)
+        project = self.call(f"project {project_id}", self.api.projects.get, project_id, retries=retries)
         return str(project.path_with_namespace)
 
     def job_of_token(self, job_token: str) -> dict[str, Any] | None:
@@ -127,27 +152,39 @@ class GitLab:
         jobs = self.call(f"jobs of pipeline {pipeline_id}", pipeline.jobs.list, get_all=True)
         return [dict(job.attributes) for job in jobs]
 
-    def job_artifact(self, project_id: int, job_id: int, path: str) -> bytes | None:
-        """One file of a job's artifacts archive, or None when the job has no such file."""
+    def job_artifact(self, project_id: int, job_id: int, path: str, dest: Path) -> bool:
+        """Save one file of a job's artifacts to ``dest`` (at most :data:`ARTIFACT_LIMIT` bytes).
+
+        False when the job has no such file.
+        """
         job = self.project(project_id).jobs.get(job_id, lazy=True)
+        what = f"artifact {path} of job {job_id}"
         try:
-            data = job.artifact(path, max_retries=MAX_RETRIES)
+            chunks = job.artifact(path, iterator=True, chunk_size=CHUNK, max_retries=MAX_RETRIES)
         except GitlabHttpError as exc:
             if exc.response_code == 404:
-                return None
-            raise explain(exc, f"artifact {path} of job {job_id}") from None
-        return data if isinstance(data, bytes) else None
+                return False
+            raise explain(exc, what) from None
+        save(chunks, dest, ARTIFACT_LIMIT, what)
+        return True
 
-    def source_archive(self, project_id: int, sha: str) -> bytes:
-        """The repository at ``sha`` as a tar.gz (what gets archived next to the DOI)."""
-        data = self.call(f"archive of {sha[:12]}", self.project(project_id).repository_archive, sha=sha)
-        return bytes(data)
+    def source_archive(self, project_id: int, sha: str, dest: Path) -> None:
+        """Save the repository at ``sha`` as a tar.gz (at most :data:`ARCHIVE_LIMIT` bytes) to ``dest``."""
+        what = f"archive of {sha[:12]}"
+        archive = self.project(project_id).repository_archive
+        save(self.call(what, archive, sha=sha, iterator=True, chunk_size=CHUNK), dest, ARCHIVE_LIMIT, what)
 
     @staticmethod
-    def unpack(archive: bytes, dest: Path) -> None:
-        """Extract a repository archive; the ``data`` filter refuses links and paths leaving ``dest``."""
+    def unpack(archive: Path, dest: Path) -> None:
+        """Extract a repository archive; the ``data`` filter refuses links and paths leaving ``dest``.
+
+        The members' sizes are added up first: a small archive that unpacks to more than
+        :data:`TREE_LIMIT` bytes is refused before anything is written.
+        """
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+        with tarfile.open(archive, mode="r:*") as tar:
+            if sum(member.size for member in tar.getmembers()) > TREE_LIMIT:
+                raise FaaspubError(f"the repository unpacks to more than {TREE_LIMIT >> 20} MiB")
             tar.extractall(dest, filter="data")
 
     # -- writes -------------------------------------------------------------------------------

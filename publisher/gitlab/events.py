@@ -4,7 +4,10 @@ Routing looks only at the body (``object_kind``/``event_name``): system hooks al
 ``X-Gitlab-Event: System Hook``. The job payload keeps ids and refs only; workers read everything
 else back from the configured GitLab API, so a body can never point a worker at another server.
 Job keys are derived from what happened (project and pipeline ids), so a delivery, its redelivery
-and the reconciliation pass all enqueue the same job once.
+and the reconciliation pass all enqueue the same job once. A key also names the project path the
+delivery claimed: a delivery that pairs another group's project id with its own group's path gets a
+key of its own, so it can never take the place of the real project's job (the worker then refuses it,
+see :mod:`publisher.gitlab.identity`).
 """
 
 from __future__ import annotations
@@ -69,9 +72,14 @@ def _job(base: Route, kind: str, key: str, **payload: Any) -> Route:
     return Route(base.event, base.project_id, base.project, kind=kind, key=key, payload=payload)
 
 
-def pipeline_key(project_id: int | None, pipeline_id: int) -> str:
+def project_key(base: Route) -> str:
+    """``ID@PATH``: the project as a job key names it (the id and the path the reporter claimed)."""
+    return f"{base.project_id}@{base.project}"
+
+
+def pipeline_key(base: Route, pipeline_id: int) -> str:
     """The job key of everything a pipeline asks for: one job per pipeline, whoever reports it."""
-    return f"gitlab:pipeline:{project_id}:{pipeline_id}"
+    return f"gitlab:pipeline:{project_key(base)}:{pipeline_id}"
 
 
 def release_route(base: Route, *, pipeline_id: int, ref: str, sha: str) -> Route:
@@ -79,7 +87,7 @@ def release_route(base: Route, *, pipeline_id: int, ref: str, sha: str) -> Route
 
     The worker checks GitLab's record of the pipeline before it publishes anything.
     """
-    key = pipeline_key(base.project_id, pipeline_id)
+    key = pipeline_key(base, pipeline_id)
     return _job(base, RELEASE, key, pipeline_id=pipeline_id, sha=sha, ref=ref)
 
 
@@ -101,7 +109,7 @@ def pipeline_route(
         return _ignore(base, f"pipeline {pipeline_id} is {status}, only successful pipelines are acted on")
     if tag:
         return release_route(base, pipeline_id=pipeline_id, ref=ref, sha=sha)
-    key = pipeline_key(base.project_id, pipeline_id)
+    key = pipeline_key(base, pipeline_id)
     common = {"pipeline_id": pipeline_id, "sha": sha, "ref": ref}
     if mr_iid is None and (match := MR_REF.match(ref)):
         mr_iid = int(match.group(1))
@@ -138,7 +146,7 @@ def _pipeline(base: Route, body: dict[str, Any], project_obj: dict[str, Any]) ->
 
 def removal_route(base: Route, *, mr_iid: int, sha: str | None) -> Route:
     """The job that removes an MR's preview (webhook close/merge and reconciliation)."""
-    key = f"gitlab:preview-remove:{base.project_id}:{mr_iid}:{sha or '-'}"
+    key = f"gitlab:preview-remove:{project_key(base)}:{mr_iid}:{sha or '-'}"
     return _job(base, PREVIEW_REMOVE, key, mr_iid=mr_iid)
 
 
@@ -158,7 +166,7 @@ def _push(base: Route, body: dict[str, Any], _project: dict[str, Any]) -> Route:
     ref, after = body.get("ref"), body.get("after")
     if isinstance(ref, str) and ref.startswith("refs/heads/") and after == ZERO_SHA:
         branch = ref.removeprefix("refs/heads/")
-        key = f"gitlab:branch-deleted:{base.project_id}:{branch}:{body.get('before')}"
+        key = f"gitlab:branch-deleted:{project_key(base)}:{branch}:{body.get('before')}"
         return _job(base, PREVIEW_REMOVE, key, source_branch=branch)
     return _ignore(base, "push events are acted on through their pipelines")
 

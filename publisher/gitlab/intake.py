@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -102,6 +102,11 @@ class Intake:
         """Decide and store one delivery whose body was read within ``max_body`` bytes."""
         return await self._writer.submit(self.decide(headers, body, started))
 
+    async def refused(self, headers: Mapping[str, str], reason: str, started: float) -> Answer:
+        """Record a delivery refused on its headers alone (its body was never read)."""
+        event = (headers.get("x-gitlab-event") or "")[:64] or None
+        return await self._writer.submit(_delivery(started, 401, "unauthorized", event=event, detail=reason))
+
     async def too_large(self, headers: Mapping[str, str], started: float) -> Answer:
         detail = f"body larger than server.max_body_bytes ({self.max_body})"
         event = (headers.get("x-gitlab-event") or "")[:64] or None
@@ -118,14 +123,24 @@ class Intake:
             parsed = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError):
             parsed = None
+        except RecursionError:
+            detail = "body is nested too deeply to be a webhook"
+            return _delivery(started, 400, "invalid", event=event_header, detail=detail)
         if not isinstance(parsed, dict):
             detail = "body is not a JSON object"
             return _delivery(started, 400, "invalid", event=event_header, detail=detail)
-        key = headers.get("idempotency-key") or headers.get("webhook-id") or None
+        # A signed delivery is deduplicated by its signed webhook-id, never by an unsigned header.
+        if verdict.signed:
+            key = headers.get("webhook-id") or None
+        else:
+            key = headers.get("idempotency-key") or headers.get("webhook-id") or None
         route = events.route(parsed)
         if route.kind is not None and not admits(verdict.groups, self.groups, route.project):
             detail = f"project {route.project!r} is not in a served group for this token"
             route = events.Route(route.event, route.project_id, route.project, detail=detail)
+        elif route.kind is not None:
+            # The worker checks GitLab's own path of project_id against these before it acts.
+            route = replace(route, payload={**route.payload, "groups": sorted(verdict.groups)})
         return _delivery(
             started,
             202 if route.kind else 200,

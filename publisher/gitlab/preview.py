@@ -34,9 +34,15 @@ NOTE_MARK = "<!-- faaspub-preview -->"
 PREVIEW_NAME = re.compile(r"--(?:staging|mr-\d+)\Z")
 
 
-def preview_release(fn: FunctionSource, image: ImageRef, suffix: str) -> Release:
-    """The function renamed ``NAME--SUFFIX``, without storage triggers, as a release of its commit."""
-    manifest = fn.manifest.model_copy(update={"name": f"{fn.name}--{suffix}", "triggers": []})
+def preview_release(fn: FunctionSource, image: ImageRef, suffix: str, prefix: str | None = None) -> Release:
+    """The function renamed ``NAME--SUFFIX``, without storage triggers, as a release of its commit.
+
+    Its ``output`` folder moves under the staging ``prefix`` like its triggers (and is dropped
+    without one): a preview never writes where the released version does.
+    """
+    output = prefix.rstrip("/") + fn.manifest.output if prefix and fn.manifest.output else None
+    update: dict[str, object] = {"name": f"{fn.name}--{suffix}", "triggers": [], "output": output}
+    manifest = fn.manifest.model_copy(update=update)
     version = f"0.0.0-{suffix}.{(fn.commit or 'local')[:12]}"
     return Release(source=replace(fn, manifest=manifest), version=version, image=image)
 
@@ -90,7 +96,8 @@ class PreviewWorker:
             return None
         workdir = self.context.settings.state_path / "gitlab" / kind / f"{project_id}-{pipeline_id}"
         fetched = artifacts.fetch(self.gl, project_id, pipeline_id, sha, workdir, release=False)
-        image = artifacts.image_ref(artifacts.read_json(fetched.files["build.json"]), self.context.settings)
+        build = artifacts.read_json(fetched.files["build.json"])
+        image = artifacts.image_ref(build, self.context.settings, str(payload["project"]))
         fn = artifacts.function_source(
             fetched.tree, self.context.settings, str(payload["project"]), project_id, sha
         )
@@ -104,7 +111,7 @@ class PreviewWorker:
         project_id, sha, ref = int(payload["project_id"]), str(payload["sha"]), str(payload["ref"])
         with STAGE_SECONDS.labels("staging").time():
             self.gl.set_status(project_id, sha, "running", "faaspub: deploying to staging", ref=ref)
-            release = preview_release(fn, image, "staging")
+            release = preview_release(fn, image, "staging", self.context.settings.storage.staging_prefix)
             artifacts.check_image(image, self.context.settings)
             self._deploy(fn, release)
             url = self.invoke_url(release.name)
@@ -130,7 +137,8 @@ class PreviewWorker:
                 project_id, sha, "running", "faaspub: deploying the preview", ref=mr.source_branch
             )
             artifacts.check_image(image, self.context.settings)
-            release = preview_release(fn, image, f"mr-{iid}")
+            prefix = self.context.settings.storage.staging_prefix
+            release = preview_release(fn, image, f"mr-{iid}", prefix)
             self._deploy(fn, release)
             record = self._record(payload, mr.source_branch, release.name)
             body = self.note(fn, release)

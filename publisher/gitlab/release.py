@@ -94,7 +94,8 @@ class ReleaseWorker:
     def _forget(self, payload: dict[str, Any]) -> None:
         """Free this pipeline's job key: when its failed jobs are retried and it succeeds, the
         webhook of that success must queue the release again, not be taken for a duplicate."""
-        key = events.pipeline_key(int(payload["project_id"]), int(payload["pipeline_id"]))
+        base = events.Route(events.RELEASE, int(payload["project_id"]), str(payload["project"]))
+        key = events.pipeline_key(base, int(payload["pipeline_id"]))
         with transaction(self.context.sessions) as session:
             session.execute(update(Job).where(Job.key == key).values(key=None))
 
@@ -220,7 +221,7 @@ class ReleaseWorker:
         )
         fetched = self._fetched(record)
         doc = artifacts.read_json(fetched.files["release.json"])
-        image = artifacts.image_ref(doc, self.context.settings)
+        image = artifacts.image_ref(doc, self.context.settings, record.project)
         fn = self._source(record)
         if doc.get("version") not in (None, record.version):
             raise FaaspubError(f"release.json says version {doc['version']} but the tag is {record.tag}")

@@ -22,7 +22,7 @@ from publisher.core.context import Context
 from publisher.db.engine import transaction
 from publisher.db.queue import ClaimedJob, Queue
 from publisher.errors import FaaspubError
-from publisher.gitlab import events
+from publisher.gitlab import events, identity
 from publisher.gitlab.client import GitLab
 from publisher.gitlab.preview import PreviewWorker
 from publisher.gitlab.reconcile import reconcile
@@ -55,6 +55,11 @@ class Dispatcher:
         return PreviewWorker(self.context, self.gl)
 
     def run(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind != events.RECONCILE:
+            reason = identity.mismatch(self.gl, payload, list(self.context.settings.gitlab.groups))
+            if reason is not None:
+                identity.refuse(self.context, payload, reason)
+                return
         if kind == events.RELEASE:
             self.releases.handle(payload)
         elif kind == events.STAGING:

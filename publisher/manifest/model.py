@@ -168,9 +168,24 @@ class Manifest(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list)
     triggers: list[TriggerEntry] = Field(default_factory=list)
+    output: str | None = Field(
+        default=None,
+        description="the local storage folder the function writes its outputs into (absolute, like a "
+        "local trigger path); on the local backend it is the only storage mounted writable, trigger "
+        "folders are read-only",
+    )
     tests: Tests = Field(default_factory=Tests)
     examples: list[Example] = Field(default_factory=list)
     citation: str = "CITATION.cff"
+
+    @field_validator("output")
+    @classmethod
+    def _check_output(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith("/") or "\x00" in value or ".." in value.split("/"):
+            raise ValueError(f"output {value!r} must be an absolute folder without '..'")
+        return value
 
     @field_validator("env", mode="before")
     @classmethod

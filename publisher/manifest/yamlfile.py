@@ -1,4 +1,9 @@
-"""Read a small YAML file keeping line numbers, with bounded size and clear errors."""
+"""Read a small YAML file keeping line numbers, with bounded size and clear errors.
+
+Anchors and aliases are refused before any structure is built: expanding nested aliases costs
+time exponential in a few hundred bytes (a "billion laughs"), and function repositories are read
+inside the service. The same check guards every YAML document faaspub reads from a repository.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,27 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from publisher.manifest.problems import Problem, ProblemsError
 
 MAX_BYTES = 1024 * 1024
+MAX_NODES = 20_000
+
+
+def unsafe(text: str) -> tuple[str, int | None] | None:
+    """Why ``text`` must not be loaded (with the line), read from the event stream alone; None: fine.
+
+    Raises ruamel's ``YAMLError`` for text that does not parse.
+    """
+    for count, event in enumerate(YAML(typ="rt", pure=True).parse(text)):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            return "YAML anchors and aliases (&name, *name) are not allowed", line
+        if count > MAX_NODES:
+            return f"more than {MAX_NODES} YAML nodes", line
+    return None
 
 
 def read_yaml(path: Path, *, what: str) -> Any:
@@ -32,6 +53,10 @@ def read_yaml(path: Path, *, what: str) -> Any:
     if not text.strip():
         raise ProblemsError([Problem(name, "", "file is empty", hint=f"a {what} is a YAML mapping")])
     try:
+        refused = unsafe(text)
+        if refused is not None:
+            reason, line = refused
+            raise ProblemsError([Problem(name, "", reason, line=line, hint="write the values out in full")])
         data = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

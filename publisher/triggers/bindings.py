@@ -88,30 +88,57 @@ def _granted(namespace: str, grants: dict[str, list[str]]) -> list[str]:
     return [*grants.get(namespace, []), *(grants.get("*", []) if namespace != "*" else [])]
 
 
+def allowed_prefixes(namespace: str, settings: Settings) -> list[str]:
+    """The path prefixes ``namespace`` may touch (its own entry plus ``"*"``).
+
+    Without ``storage.allowed_paths`` nothing is allowed once GitLab serves groups (deny by default),
+    and the embedded single namespace (``settings.namespace``) may use all of its own storage.
+    """
+    allowed = settings.storage.allowed_paths
+    if allowed is None:
+        return ["/"] if not settings.gitlab.url and namespace == settings.namespace else []
+    return _granted(namespace, allowed)
+
+
+def namespace_path(
+    namespace: str, path: str, settings: Settings, what: str = "path", verb: str = "use"
+) -> str:
+    """``path`` normalised (``/a//b/./c/`` -> ``/a/b/c``), once it is inside ``namespace``'s prefixes.
+
+    S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``. ``..`` and NUL are refused
+    outright rather than resolved: a path that needs them is a mistake or an attack.
+    """
+    parts = path.split("/")
+    if "\x00" in path or ".." in parts:
+        raise FaaspubError(f"{what} {path!r} contains '..' or a NUL byte", hint="name the folder directly")
+    clean = "/" + "/".join(p for p in parts if p not in ("", "."))
+    prefixes = allowed_prefixes(namespace, settings)
+    if not any(_within(clean, prefix) for prefix in prefixes):
+        raise FaaspubError(
+            f"{what} {path!r} is outside the paths namespace {namespace!r} may {verb}: "
+            f"{', '.join(prefixes) or 'none'}",
+            hint="use a path under one of those prefixes, or ask the operator to extend "
+            "storage.allowed_paths in the configuration",
+        )
+    return clean
+
+
 def check_allowed(namespace: str, triggers: Iterable[Any], settings: Settings) -> None:
-    """Refuse a storage trigger outside ``storage.allowed_paths`` of ``namespace`` (or of ``"*"``).
+    """Refuse a storage trigger outside the paths ``namespace`` may bind (:func:`allowed_prefixes`).
 
     ``triggers`` may hold :class:`StorageTrigger`, manifest trigger entries, or HTTP entries (ignored).
-    S3 paths (``bucket/prefix``) are compared as ``/bucket/prefix``, so the default ``"/"`` allows all.
     When the service can read S3 itself (``storage.s3.credentials_file``: it lists buckets and hands
     out presigned URLs), or ``storage.s3.buckets`` is set, an S3 path must also lie in one of the
     namespace's buckets there, by the same prefix rule: no namespace reads another's bucket.
     """
-    prefixes = _granted(namespace, settings.storage.allowed_paths)
     buckets = settings.storage.s3.buckets
     own_buckets_only = bool(buckets or settings.storage.s3.credentials_file)
     for trigger in triggers:
         storage = getattr(trigger, "storage", trigger)  # a manifest entry or the trigger itself
         if not isinstance(storage, StorageTrigger):
             continue
-        path = storage.path if storage.path.startswith("/") else "/" + storage.path
-        if not any(_within(path, prefix) for prefix in prefixes):
-            raise FaaspubError(
-                f"storage trigger path {storage.path!r} ({storage.source}) is outside the paths namespace "
-                f"{namespace!r} may bind: {', '.join(prefixes) or 'none'}",
-                hint="bind a path under one of those prefixes, or ask the operator to extend "
-                "storage.allowed_paths in the configuration",
-            )
+        what = f"storage trigger path ({storage.source})"
+        path = namespace_path(namespace, storage.path, settings, what, verb="bind")
         own = _granted(namespace, buckets)
         if (
             storage.source == "s3"

@@ -4,6 +4,10 @@ Files are listed (local: a directory walk; dCache: the namespace API), turned in
 a live source would produce (same keys), and queued for that version only. The idempotency ledger
 decides: a file that version already processed is skipped, so replaying twice is harmless and
 replaying with a new version reprocesses everything.
+
+The path is one the function's namespace may use (:func:`~publisher.triggers.bindings.namespace_path`),
+checked before anything is listed; a local path must also stay inside the storage root once
+symbolic links are followed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from publisher.core.context import Context
 from publisher.core.types import StorageEvent
 from publisher.db.models import Function, Version
 from publisher.errors import FaaspubError
-from publisher.triggers.bindings import Binding, load_bindings, matches, normalise, under
+from publisher.triggers.bindings import Binding, load_bindings, matches, namespace_path, under
 from publisher.triggers.dcache import created_event
 from publisher.triggers.dcache_api import DcacheClient, auth_from_settings
 from publisher.triggers.delivery import Deliverer, outstanding
@@ -79,6 +83,8 @@ def _filters(session: Session, namespace: str, function: str, source: str | None
 def local_files(context: Context, path: str) -> Iterator[tuple[StorageEvent, float]]:
     source = LocalDirectorySource(context.settings.storage.local.root)
     top = source.root / path.lstrip("/")
+    if not top.resolve().is_relative_to(source.root.resolve()):
+        raise FaaspubError(f"replay path {path!r} leads out of the local storage (a symbolic link)")
     for file in source.files(top):
         st = file_state(file)
         if st is not None:
@@ -119,7 +125,7 @@ def replay(
 ) -> ReplayReport:
     """Queue every file under ``path`` (modified at or after ``since``) for one function version."""
     namespace = namespace or context.settings.namespace
-    path = normalise(path if path.startswith("/") else "/" + path)
+    path = namespace_path(namespace, path, context.settings, "replay path")
     with context.sessions() as session:
         target = _target(session, namespace, function, version)
         filters = _filters(session, namespace, function, source, path)

@@ -172,8 +172,8 @@ def parse(body: bytes, endpoint: str | None = None) -> Parsed:
     """Every supported record of ``body``; raises :class:`S3BodyError` when it is not a notification."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise S3BodyError("not_json", "body is not JSON") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise S3BodyError("not_json", "body is not JSON (or nested too deeply)") from None
     if not isinstance(data, dict):
         raise S3BodyError("not_json", "body is not a JSON object")
     notification = _unwrap_sns(data)

@@ -31,7 +31,9 @@ def make_context(tmp_path: Path, **backend: object) -> Context:
             "database": {"url": f"sqlite:///{tmp_path / 'faaspub.db'}"},
             "registry": {"insecure": True},
             "backend": backend,
-            "secrets": {"dir": str(tmp_path / "secrets")},
+            # The namespaces test functions use (make_release's "grp", and "xfel/spb") were granted
+            # the secrets in this folder; every other namespace gets none.
+            "secrets": {"namespaces": {ns: {"dir": str(tmp_path / "secrets")} for ns in ("grp", "xfel/spb")}},
         }
     )
     return Context(settings)

@@ -101,8 +101,8 @@ def test_function_pagination(seeded: Seeded, client: TestClient) -> None:
         "/api/v1/events?status=lost",
     ],
 )
-def test_bad_parameters_are_422_json(client: TestClient, url: str) -> None:
-    response = client.get(url)
+def test_bad_parameters_are_422_json(seeded: Seeded, client: TestClient, url: str) -> None:
+    response = client.get(url, headers=bearer(seeded.tokens["*:read"]))
     assert response.status_code == 422
     assert set(response.json()) <= {"error", "hint"} and response.json()["error"]
 
@@ -221,11 +221,16 @@ def test_activation_filters_and_pagination(seeded: Seeded, client: TestClient) -
     # a time without a zone is UTC
     naive = middle.replace(tzinfo=None).isoformat()
     assert ids(since=naive)[-1] == "past0003"
-    with_logs = client.get("/api/v1/activations", params={"logs": "true", "limit": 1}).json()["items"][0]
+    operator = bearer(seeded.tokens["*:read"])  # results and logs need a token in every mode
+    assert client.get("/api/v1/activations", params={"logs": "true"}).status_code == 401
+    params = {"logs": "true", "limit": 1}
+    with_logs = client.get("/api/v1/activations", params=params, headers=operator).json()["items"][0]
     assert with_logs["logs"] == ["line 6"] and with_logs["result"] == {"i": 6}
 
 
-def test_activation_detail(client: TestClient) -> None:
+def test_activation_detail(seeded: Seeded, client: TestClient) -> None:
+    assert client.get("/api/v1/activations/past0003").status_code == 401
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['local:read']}"
     detail = client.get("/api/v1/activations/past0003").json()
     assert detail["status"] == "application_error"
     assert detail["logs"] == ["line 3"] and detail["result"] == {"i": 3}
@@ -275,6 +280,8 @@ def seed_events(seeded: Seeded, count: int, dead: int) -> None:
 
 def test_events_and_dead_letters(seeded: Seeded, client: TestClient) -> None:
     seed_events(seeded, count=5, dead=3)
+    assert client.get("/api/v1/events").status_code == 401  # storage paths are never public
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['*:read']}"
     events = walk(client, "/api/v1/events?limit=2")
     assert [e["path"] for e in events] == [f"/incoming/f{i}.txt" for i in reversed(range(5))]
     assert {e["status"] for e in events} == {"pending", "dead"}
@@ -302,6 +309,8 @@ def test_webhook_deliveries(seeded: Seeded, client: TestClient) -> None:
                     answer_ms=3.0,
                 )
             )
+    assert client.get("/api/v1/deliveries").status_code == 401
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['*:read']}"
     items = walk(client, "/api/v1/deliveries?limit=2")
     assert [d["detail"] for d in items] == [f"delivery {i}" for i in reversed(range(5))]
     assert all("body" not in d for d in items)
@@ -350,7 +359,8 @@ def test_invoke_runs_the_function(seeded: Seeded, client: TestClient, token: str
     assert seeded.backend.calls == [("invoke", "local", "hello", {"name": "Ada"}, None, "api")]
     listed = client.get("/api/v1/activations?function=hello&limit=1").json()["items"][0]
     assert listed["id"] == run["id"]
-    assert client.get(f"/api/v1/activations/{run['id']}").json()["logs"] == run["logs"]
+    detail = client.get(f"/api/v1/activations/{run['id']}", headers=bearer(seeded.tokens[token]))
+    assert detail.json()["logs"] == run["logs"]
 
 
 def test_invoke_a_version_and_bad_input(seeded: Seeded, client: TestClient) -> None:
@@ -406,7 +416,8 @@ def test_replay_queues_existing_files(seeded: Seeded, client: TestClient) -> Non
     assert response.status_code == 202, response.text
     report = response.json()
     assert (report["version"], report["scanned"], report["queued"]) == ("1.0.0", 3, 2)
-    queued = client.get("/api/v1/events?status=pending").json()["items"]
+    queued = client.get("/api/v1/events?status=pending", headers=bearer(seeded.tokens["*:read"]))
+    queued = queued.json()["items"]
     assert sorted(e["path"] for e in queued) == ["/incoming/a.txt", "/incoming/b.txt"]
     assert {(e["origin"], e["version"]) for e in queued} == {("replay", "1.0.0")}
 

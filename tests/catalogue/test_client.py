@@ -38,7 +38,11 @@ def test_read_the_catalogue(seeded: Seeded, live: str) -> None:
 
 def test_activations_follow_cursors(seeded: Seeded, live: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "PAGE", 2)  # several pages for 7 activations
-    with Client(live) as fp:
+    with Client(live) as anonymous:
+        with pytest.raises(CatalogueError) as denied:
+            anonymous.logs("past0003")  # results and logs need a token in every mode
+        assert denied.value.status == 401
+    with Client(live, token=seeded.tokens["local:read"]) as fp:
         everything = fp.activations(limit=None)
         assert [a["id"] for a in everything] == list(reversed(seeded.activation_ids))
         assert [a["id"] for a in fp.activations(limit=3)] == ["past0006", "past0005", "past0004"]

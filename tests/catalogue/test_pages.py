@@ -52,6 +52,7 @@ def parse(client: TestClient, url: str, status: int = 200) -> Page:
 @pytest.mark.parametrize("url", PAGES)
 def test_pages_are_semantic_and_self_contained(seeded: Seeded, client: TestClient, url: str) -> None:
     seed_events(seeded, count=2, dead=1)
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['*:read']}"
     page = parse(client, url)
     names = [tag for tag, _ in page.tags]
     for landmark in ("header", "nav", "main", "h1"):
@@ -105,7 +106,10 @@ def test_function_page(client: TestClient) -> None:
     assert [o.get("value") for o in page.all("option")] == ["", "1.0.0"]
 
 
-def test_activation_page_shows_logs(client: TestClient) -> None:
+def test_activation_page_shows_logs(seeded: Seeded, client: TestClient) -> None:
+    anonymous = parse(client, "/activations/past0003", status=401)
+    assert "line 3" not in anonymous.content and "API token" in anonymous.content
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['local:read']}"
     page = parse(client, "/activations/past0003")
     assert "application error" in page.content and "line 3" in page.content
     assert "/functions/local/hello" in [a.get("href") for a in page.all("a")]
@@ -120,6 +124,10 @@ def test_deliveries_page(seeded: Seeded, client: TestClient) -> None:
             WebhookDelivery(source="gitlab", event="Push Hook", outcome="unauthorized", detail="bad token")
         )
         session.add(WebhookDelivery(source="s3", event="s3:ObjectCreated:Put", outcome="queued"))
+    assert "bad token" not in parse(client, "/deliveries", status=401).content
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['local:read']}"
+    assert "bad token" not in parse(client, "/deliveries", status=403).content  # operators only
+    client.headers["Authorization"] = f"Bearer {seeded.tokens['*:read']}"
     page = parse(client, "/deliveries")
     assert "bad token" in page.content and "s3:ObjectCreated:Put" in page.content
     assert "/incoming/f2.txt" in page.content and "/incoming/f1.txt" in page.content

@@ -29,7 +29,8 @@ RUN = f"{RAW}/p002042/r0042"
 def facility_config(
     workdir: Path, *, dcache_url: str, door_url: str, secrets: dict[str, str], cache_dir: Path
 ) -> Path:
-    """``faaspub.toml`` of the facility: local backend, dCache events, one folder of function secrets."""
+    """``faaspub.toml`` of the facility: local backend (on the host network: the functions talk to
+    dCache, SciCat and Rucio), dCache events, one folder of function secrets."""
     folder = workdir / "secrets"
     (folder / "functions").mkdir(parents=True, exist_ok=True)
     for name, value in {
@@ -46,6 +47,8 @@ state_dir = "{workdir / ".faaspub"}"
 url = "sqlite:///{workdir / "faaspub.db"}"
 [storage.local]
 root = "{workdir / "data"}"
+[backend.local]
+network = "host"  # the functions read dCache over WebDAV and talk to SciCat and Rucio
 [storage.dcache]
 url = "{dcache_url}"
 token_file = "{folder / "dcache"}"

@@ -75,7 +75,11 @@ class Facility:
 def function_repository(workdir: Path, git_server: GitHttpServer) -> tuple[Path, str]:
     """examples/cxi-metadata as the project ``fs-sc/cxi-metadata``, tagged ``v1.0.0``; (tree, sha)."""
     tree = copy_function(
-        CXI_METADATA, workdir / "cxi-metadata", triggers=FACILITY_TRIGGERS, secrets=["DCACHE_TOKEN"]
+        CXI_METADATA,
+        workdir / "cxi-metadata",
+        triggers=FACILITY_TRIGGERS,
+        secrets=["DCACHE_TOKEN"],
+        output=None,  # it writes through WebDAV next to its input, not into a local folder
     )
     (tree / ".gitlab-ci.yml").write_text(PROJECT_INCLUDE)
     sha = commit_and_tag(tree, TAG, remote=git_server.url(PROJECT))
@@ -209,6 +213,8 @@ url = "{facility.dcache.url}"
 token_file = "{secrets / "dcache"}"
 webdav_url = "{facility.door.url}"
 verify_tls = false
+[storage.allowed_paths]
+"{GROUP}" = ["{RAW}"]
 [secrets]
 dir = "{secrets / "functions"}"
 [build]

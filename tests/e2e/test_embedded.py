@@ -74,6 +74,11 @@ def test_publish_then_a_file_in_the_local_folder_runs_the_function(machine: Mach
         "the storage-triggered activation in faaspub logs",
     )
     assert runs[-1]["status"] == "success" and runs[-1]["version"] == "1.0.0", runs
+    # Results and logs need a token, also on the embedded defaults.
+    token = json.loads(
+        machine.faaspub("token", "create", "--namespace", "local", "--scope", "read", "--json")
+    )
+    machine.service.session.headers["Authorization"] = f"Bearer {token['token']}"
     listed = machine.service.get("/api/v1/activations", function="cxi-metadata", logs="true")["items"]
     assert {a["status"] for a in listed} == {"success"} and len(listed) == 2
     by_event = [a for a in listed if a["id"] == runs[-1]["id"]]

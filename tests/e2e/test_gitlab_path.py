@@ -119,7 +119,11 @@ def test_tag_to_live_to_data_through_gitlab(
 
     # The chained function, published from its own checkout with the CLI against the same facility.
     chain = copy_function(
-        CHAIN_INDEX, tmp_path / "chain-index", triggers=gp.CHAIN_TRIGGERS, secrets=["DCACHE_TOKEN"]
+        CHAIN_INDEX,
+        tmp_path / "chain-index",
+        triggers=gp.CHAIN_TRIGGERS,
+        secrets=["DCACHE_TOKEN"],
+        output=None,  # on dCache it writes through WebDAV
     )
     commit_and_tag(chain, "v1.0.0")
     chain_result = publish_result(

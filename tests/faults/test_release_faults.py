@@ -23,7 +23,7 @@ from tests.fakes.openwhisk_server import OpenWhiskServer
 from tests.fakes.zenodo_server import ZenodoServer
 from tests.faults import invariants
 from tests.faults.conftest import ReleaseBed, make_bed
-from tests.gitlab.conftest import Project
+from tests.gitlab.conftest import PROJECT, Project
 
 ROUNDS = 30
 FUNCTION = "hello"
@@ -102,7 +102,7 @@ def openwhisk_broken(prefixes: list[str], stage: str) -> Callable[[random.Random
 def digest_missing(rng: random.Random) -> Plan:
     def inject(bed: ReleaseBed, pipeline: dict[str, Any]) -> None:
         registry = RegistryClient(f"http://{bed.project.registry}", insecure=True)
-        registry.delete_manifest("functions/hello", bed.image_digest(pipeline))
+        registry.delete_manifest(PROJECT, bed.image_digest(pipeline))
 
     return Plan("image digest missing from the registry", False, inject)
 

@@ -73,6 +73,7 @@ kind = "local"
 [backend.local]
 engine = "docker"
 docker_host = "{podman_socket}"
+network = "host"  # the function reads each object from RGW through its presigned URL
 [secrets]
 dir = "{secrets / "functions"}"
 [storage.s3]

@@ -66,16 +66,26 @@ class Env:
         return self.client.post("/hooks/gitlab", content=data, headers=hdrs)
 
 
-def write_config(tmp: Path, db_url: str, gitlab_url: str = "http://127.0.0.1:9", registry: str = "") -> Path:
+def write_config(
+    tmp: Path,
+    db_url: str,
+    gitlab_url: str = "http://127.0.0.1:9",
+    registry: str = "",
+    group_secrets: dict[str, str] | None = None,
+) -> Path:
+    """The service's configuration; ``group_secrets``: group -> its own webhook secret."""
     secrets_dir = tmp / "secrets"
     secrets_dir.mkdir(exist_ok=True)
     for name, value in {
         "hook": WEBHOOK_SECRET,
-        "group": GROUP_SECRET,
         "signing": SIGNING_SECRET,
         "token": API_TOKEN,
     }.items():
         (secrets_dir / name).write_text(value + "\n")
+    per_group = []
+    for i, (group, secret) in enumerate((group_secrets or {f"{GROUP}/sub": GROUP_SECRET}).items()):
+        (secrets_dir / f"group-{i}").write_text(secret + "\n")
+        per_group.append(f'"{group}" = "{secrets_dir / f"group-{i}"}"')
     config = tmp / "faaspub.toml"
     config.write_text(f"""
 state_dir = "{tmp / "state"}"
@@ -91,7 +101,10 @@ webhook_secret_file = "{secrets_dir / "hook"}"
 signing_secret_file = "{secrets_dir / "signing"}"
 groups = ["{GROUP}", "other-group"]
 [gitlab.webhook_secret_files]
-"{GROUP}/sub" = "{secrets_dir / "group"}"
+{chr(10).join(per_group)}
+[storage.allowed_paths]
+"{GROUP}" = ["/incoming"]
+"other-group" = ["/incoming"]
 [registry]
 url = "{registry}"
 insecure = true
@@ -122,12 +135,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_env(tmp_path: Path, db_url: str, gitlab_url: str = "http://127.0.0.1:9", registry: str = "") -> Env:
+def make_env(tmp_path: Path, db_url: str, *args: Any, **settings: Any) -> Env:
+    """The service app on the configuration :func:`write_config` writes from these arguments."""
     from webhooks.gitlab_hooks import router
     from webhooks.metrics import router as metrics_router
     from webhooks.releases import router as releases_router
 
-    config = write_config(tmp_path, db_url, gitlab_url, registry)
+    config = write_config(tmp_path, db_url, *args, **settings)
     context = Context(load_settings(config))
     if db_url.startswith("postgresql"):
         clean_postgres(context)
@@ -190,7 +204,7 @@ class Project:
     registry: str
 
     def image(self, tag: str) -> str:
-        repository = "functions/hello"
+        repository = PROJECT  # GitLab CI pushes to $CI_REGISTRY_IMAGE, the project's own path
         digest = push_image(f"http://{self.registry}", repository, tag)
         return f"{self.registry}/{repository}:{tag}@{digest}"
 

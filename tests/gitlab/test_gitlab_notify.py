@@ -92,7 +92,7 @@ def test_valid_notify_queues_the_webhooks_release_job(
     assert (
         (job.kind, job.key)
         == (expected.kind, expected.key)
-        == (events.RELEASE, f"gitlab:pipeline:{PROJECT_ID}:{pipeline['id']}")
+        == (events.RELEASE, f"gitlab:pipeline:{PROJECT_ID}@{PROJECT}:{pipeline['id']}")
     )
     assert {k: v for k, v in job.payload.items() if k != "delivery_id"} == expected.payload
     assert job.payload["delivery_id"] == delivery.id

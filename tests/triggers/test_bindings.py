@@ -84,10 +84,16 @@ def test_check_allowed_names_the_path_and_the_prefixes() -> None:
         check_allowed("xfel", [StorageTrigger(source="dcache", path="/pnfs/xfel.eu/exfelx")], allowed)
 
 
-def test_default_allows_everything_including_s3_buckets() -> None:
-    check_allowed("any", [StorageTrigger(source="s3", path="bucket/raw")], Settings())
+def test_default_allows_the_embedded_namespace_only_and_nothing_once_gitlab_serves() -> None:
+    s3 = StorageTrigger(source="s3", path="bucket/raw")
+    check_allowed("local", [s3], Settings())  # the embedded single namespace: its own storage
     with pytest.raises(FaaspubError, match="bucket/raw"):
-        check_allowed("any", [StorageTrigger(source="s3", path="bucket/raw")], settings({"*": ["/other"]}))
+        check_allowed("any", [s3], Settings())
+    with pytest.raises(FaaspubError, match="may bind: none"):
+        check_allowed("local", [s3], Settings.model_validate({"gitlab": {"url": "https://gl.example"}}))
+    with pytest.raises(FaaspubError, match="bucket/raw"):
+        check_allowed("any", [s3], settings({"*": ["/other"]}))
+    check_allowed("any", [s3], settings({"*": ["/bucket"]}))
 
 
 def test_s3_bindings_stay_inside_the_namespace_buckets() -> None:
@@ -123,6 +129,6 @@ def test_with_s3_credentials_every_s3_binding_needs_a_bucket_of_its_namespace() 
     """A service that lists buckets and presigns URLs with its own credentials lets no namespace
     bind a bucket the operator did not give it, even with the default allowed paths."""
     reading = Settings.model_validate({"storage": {"s3": {"credentials_file": "/run/secrets/s3"}}})
-    with pytest.raises(FaaspubError, match=re.escape("may bind: none")):
-        check_allowed("xfel", [StorageTrigger(source="s3", path="any-bucket")], reading)
-    check_allowed("xfel", [StorageTrigger(source="local", path="/data")], reading)
+    with pytest.raises(FaaspubError, match=re.escape("may bind: none")):  # even the embedded namespace
+        check_allowed("local", [StorageTrigger(source="s3", path="any-bucket")], reading)
+    check_allowed("local", [StorageTrigger(source="local", path="/data")], reading)

@@ -4,6 +4,12 @@ Run it as ``python3 -m faaspub_runtime.proxy``. Settings come from the environme
 
 * ``FAASPUB_PROXY_HOST`` (default ``0.0.0.0``) and ``FAASPUB_PROXY_PORT`` (default 8080; 0 picks a
   free port and prints ``faaspub-runtime listening on HOST:PORT`` on stdout);
+* ``FAASPUB_PROXY_SOCKET``: listen on this unix socket instead (the local backend's containers have no
+  network of their own; the socket's folder is the only thing shared with the host);
+* ``FAASPUB_PROXY_TOKEN``: when set, every request must carry it in ``X-Faaspub-Proxy-Token`` (else
+  403, before the body is read). It is removed from the environment before any function code runs.
+  OpenWhisk's own invoker sends no such header and sets no token, so on OpenWhisk the protocol is
+  exactly OpenWhisk's;
 * ``FAASPUB_TIMEOUT_MS``: the action's time limit, applied on top of each request's ``deadline``;
 * ``FAASPUB_CONCURRENCY`` (or OpenWhisk's ``__OW_ALLOW_CONCURRENT=true``): runs in parallel, default 1;
 * ``FAASPUB_ACTION_DIR`` and ``FAASPUB_HANDLER``: see :mod:`faaspub_runtime.loader`.
@@ -16,9 +22,11 @@ timed-out container. See docs/decisions/runtime-proxy.md.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -42,6 +50,7 @@ DRAIN_LIMIT = 64 * 1024 * 1024
 CONCURRENCY_MAX = 500
 # Exit status after a timed-out run (EX_TEMPFAIL): the container must be replaced.
 EXIT_TIMED_OUT = 75
+TOKEN_HEADER = "X-Faaspub-Proxy-Token"
 
 NOT_A_RESULT = "The action did not return a dictionary or array."
 REINIT = "Cannot initialize the action more than once."
@@ -211,16 +220,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "faaspub-runtime"
-    server: _Server
+    server: _Server | _UnixServer
 
     def setup(self) -> None:
         super().setup()
-        # Headers and body go out in two writes; without NODELAY, delayed ACKs add ~40 ms per request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.connection.family != socket.AF_UNIX:
+            # Headers and body go out in two writes; without NODELAY, delayed ACKs add ~40 ms per request.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         proxy = self.server.proxy
+        token = self.server.token
+        if token is not None:
+            offered = self.headers.get(TOKEN_HEADER, "").encode()
+            if not hmac.compare_digest(offered, token.encode()):
+                # Another function (or anyone else) knocking: refused before the body is read.
+                self._reply(_error(403, "This runtime serves its own platform only."), close=True)
+                return
         if path == "/init":
             self._serve(proxy.init, INIT_BODY_LIMIT)
         elif path == "/run":
@@ -304,14 +321,33 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], proxy: ActionProxy) -> None:
+    def __init__(self, address: tuple[str, int], proxy: ActionProxy, token: str | None = None) -> None:
         self.proxy = proxy
+        self.token = token
         super().__init__(address, _Handler)
 
 
-def make_server(host: str, port: int, proxy: ActionProxy) -> ThreadingHTTPServer:
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, path: str, proxy: ActionProxy, token: str | None = None) -> None:
+        self.proxy = proxy
+        self.token = token
+        if os.path.exists(path):
+            os.unlink(path)  # left by a previous instance in the same folder
+        super().__init__(path, _Handler)
+        # The platform may run as another user than the function; the folder keeps others out.
+        os.chmod(path, 0o666)
+
+
+def make_server(
+    host: str, port: int, proxy: ActionProxy, token: str | None = None, socket_path: str | None = None
+) -> socketserver.BaseServer:
     """Bind the protocol server (call ``serve_forever`` on the result)."""
-    return _Server((host, port), proxy)
+    if socket_path:
+        return _UnixServer(socket_path, proxy, token)
+    return _Server((host, port), proxy, token)
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> tuple[int, int | None]:
@@ -335,15 +371,17 @@ def settings_from_env(env: dict[str, str] | None = None) -> tuple[int, int | Non
 
 def main() -> int:
     """Serve until killed; exit status 2 on bad settings, 75 after a timed-out run."""
+    token = os.environ.pop("FAASPUB_PROXY_TOKEN", "") or None  # never visible to the function
     try:
         concurrency, timeout_ms = settings_from_env()
         host = os.environ.get("FAASPUB_PROXY_HOST", "0.0.0.0")
         port = int(os.environ.get("FAASPUB_PROXY_PORT", "8080"))
-        server = make_server(host, port, ActionProxy(concurrency, timeout_ms))
+        socket_path = os.environ.get("FAASPUB_PROXY_SOCKET") or None
+        server = make_server(host, port, ActionProxy(concurrency, timeout_ms), token, socket_path)
     except (ValueError, OSError) as exc:
         print(f"faaspub-runtime: cannot start: {exc}", file=sys.stderr)
         return 2
-    if port == 0:
+    if port == 0 and isinstance(server, _Server):
         print(f"faaspub-runtime listening on {host}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
